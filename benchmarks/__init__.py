@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks; each writes JSON + Markdown through `benchmarks.harness`."""

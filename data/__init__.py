@@ -1,0 +1,1 @@
+"""Datasets, input pipelines and evaluation protocols shared by KVM-MN and ACP (imports neither model)."""

@@ -1,0 +1,79 @@
+"""The dataset record every reader returns and every binary consumes.
+
+A record holds the three lists of a re-ID protocol, each a tuple of `Sample(path, pid, camid)`:
+`train` (pids relabelled 0..P-1 so they can index a classifier), `query` and `gallery` (original pids, so that
+results can be traced back to files; distractors keep pid 0 in the gallery, junk images with pid -1 never appear).
+`protocol` names the evaluation rule in `data.evaluation` that the dataset's papers use.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Sequence
+
+
+class Sample(NamedTuple):
+    """One image: its path on disk, its identity and its camera (both ints)."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+class DatasetError(ValueError):
+    """A dataset on disk does not have the layout its reader expects; the message names the file (and line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Train / query / gallery lists of one dataset split, plus the protocol that evaluates it.
+
+    Attributes:
+      name: the dataset's registry name (`data.datasets.names()`).
+      train, query, gallery: tuples of `Sample`.
+      protocol: `"market1501"` (same-pid-same-camera gallery items are removed per query), `"single_shot"`
+        (CUHK03 / CUHK01: one random gallery image per identity per trial) or `"vehicleid"` (single shot,
+        no camera rule); see `data.evaluation.evaluate`.
+      split: a human-readable name of the split this record holds (e.g. `"random-3"`, `"test800/trial-2"`).
+    """
+
+    name: str
+    train: tuple[Sample, ...]
+    query: tuple[Sample, ...]
+    gallery: tuple[Sample, ...]
+    protocol: str = "market1501"
+    split: str = ""
+
+    def __post_init__(self):
+        for field in ("train", "query", "gallery"):
+            object.__setattr__(self, field, tuple(Sample(*s) for s in getattr(self, field)))
+
+    @staticmethod
+    def _count(samples: Sequence[Sample]) -> tuple[int, int, int]:
+        return (len({s.pid for s in samples}), len(samples), len({s.camid for s in samples}))
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({s.pid for s in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({s.camid for s in self.train})
+
+    def counts(self) -> dict[str, tuple[int, int, int]]:
+        """(identities, images, cameras) of each list, the numbers dataset papers publish."""
+        return {"train": self._count(self.train), "query": self._count(self.query),
+                "gallery": self._count(self.gallery)}
+
+    def summary(self) -> str:
+        """A torchreid-style table of the counts, for logs."""
+        rows = [f"Dataset {self.name}" + (f" ({self.split})" if self.split else "") + f", protocol {self.protocol}",
+                "  subset   | # ids | # images | # cameras"]
+        for subset, (ids, images, cams) in self.counts().items():
+            rows.append(f"  {subset:<8} | {ids:5d} | {images:8d} | {cams:9d}")
+        return "\n".join(rows)
+
+
+def relabel(samples: Sequence[Sample]) -> tuple[Sample, ...]:
+    """Map the pids of `samples` onto 0..P-1 in order of first sorted appearance (training labels)."""
+    mapping = {pid: label for label, pid in enumerate(sorted({s.pid for s in samples}))}
+    return tuple(Sample(s.path, mapping[s.pid], s.camid) for s in samples)
