@@ -1,0 +1,74 @@
+"""Run every benchmark (`benchmarks/bench_*.py`) with its own small default flags.
+
+    python -m benchmarks.run                      # all of them
+    python -m benchmarks.run --only=evaluation    # a comma-separated subset, by topic (`bench_<topic>`)
+
+Each benchmark runs in its own Python process: benchmarks declare absl flags at module top, which would collide
+if several were imported into one process, and a fresh process keeps one benchmark's memory out of the next one's
+peak-memory figures. Results land in benchmarks/results/ as each benchmark writes them.
+"""
+from __future__ import annotations
+
+import os
+import pkgutil
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("only", [], "Topics to run (e.g. evaluation for bench_evaluation); all when empty.")
+flags.DEFINE_bool("keep_going", True, "Run the remaining benchmarks after one fails.")
+
+PREFIX = "bench_"
+
+
+def discover() -> list[str]:
+    """Topics of the benchmark modules in this package, sorted (`bench_evaluation.py` -> `evaluation`)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return sorted(m.name[len(PREFIX):] for m in pkgutil.iter_modules([here]) if m.name.startswith(PREFIX))
+
+
+def select(available: list[str], only: list[str]) -> list[str]:
+    """The topics named in `only` (with or without the `bench_` prefix), or all; unknown names are an error."""
+    wanted = [name[len(PREFIX):] if name.startswith(PREFIX) else name for name in only]
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise ValueError(f"--only names unknown benchmarks {unknown}; available: {available}")
+    return wanted or available
+
+
+def run_benchmark(topic: str) -> int:
+    """Run `python -m benchmarks.bench_<topic>` from the repository root; return its exit status."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print(f"=== {PREFIX}{topic}", flush=True)
+    start = time.perf_counter()
+    status = subprocess.run([sys.executable, "-m", f"benchmarks.{PREFIX}{topic}"], cwd=root, check=False).returncode
+    print(f"=== {PREFIX}{topic}: {'ok' if status == 0 else f'FAILED (exit {status})'} "
+          f"in {time.perf_counter() - start:.1f} s", flush=True)
+    return status
+
+
+def main(argv):
+    del argv
+    try:
+        topics = select(discover(), FLAGS.only)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    failed = []
+    for topic in topics:
+        if run_benchmark(topic) != 0:
+            failed.append(topic)
+            if not FLAGS.keep_going:
+                break
+    if failed:
+        raise SystemExit(f"benchmarks failed: {', '.join(failed)}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    app.run(main)
