@@ -105,6 +105,8 @@ def test_existing_root_is_reused_and_other_parameters_are_detected(tiny_root, mo
         synthetic.generate(tiny_root, **dict(TINY, num_identities=9))
     with pytest.raises(DatasetError, match="other parameters"):
         datasets.load("synthetic", tiny_root, progress=False, **dict(TINY, seed=3))
+    # Without parameters, an existing root is read as it was generated, whatever its parameters.
+    assert datasets.load("synthetic", tiny_root, progress=False).counts() == market1501.load(tiny_root).counts()
 
 
 def test_overwrite_replaces_only_generated_roots(tmp_path):
