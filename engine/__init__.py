@@ -1,1 +1,70 @@
-"""What the binaries of both models share: distribution strategy, the resumable training loop, logging."""
+"""What the training binaries of both models share: strategy, the resumable training loop, flags, seeds.
+
+Modules and their API
+---------------------
+`engine.distribute`
+  `make_strategy(name) -> tf.distribute.Strategy` for name in `STRATEGIES = ("one_device", "mirrored",
+  "multi_worker")`: one_device = first GPU else CPU; mirrored = every visible GPU, or every logical CPU device
+  when there is no GPU (tests split the CPU in two); multi_worker = MultiWorkerMirroredStrategy through
+  `TF_CONFIG` (`StrategyError` naming the field when it is missing or malformed; `parse_tf_config(raw=None)`).
+  `is_chief(strategy)`, `worker_id(strategy)`. Cross-replica batch norm is
+  `keras.layers.BatchNormalization(synchronized=True)`; plain BN normalises each replica's share.
+`engine.flags`
+  `define_common_flags(**defaults)` declares --strategy, --mixed_precision (float32|mixed_float16|
+  mixed_bfloat16), --xla, --seed, --train_dir, --max_steps, --checkpoint_every, --log_every, --keep_checkpoints
+  (call at a binary's module top; defaults per binary, e.g. `define_common_flags(max_steps=250_000)`).
+  `define_dataset_flags(dataset="synthetic", data_root=None)` declares --dataset, --data_root, --split.
+  `declare_once(define, name, default, help_text, **kwargs)`: declare a flag unless some binary already did
+  (several binaries imported in one process, as in the test suite, then raise no DuplicateFlagError; the first
+  declaration's default wins) and list it in the calling binary's --help.
+  `setup_from_flags() -> strategy` (builds the strategy, seeds, sets the dtype policy; call first in main).
+  `loop_config_from_flags(**overrides) -> LoopConfig`.
+`engine.train_loop`
+  `LoopConfig(train_dir, max_steps, checkpoint_every=1000, log_every=100, keep_checkpoints=3, xla=False,
+  show_progress=True)`.
+  `Trainer(strategy, model, optimizer, config, *, loss_fn=None, step_fn=None, trackables=None, hooks=())`:
+    - create model (built) and optimizer under `strategy.scope()`;
+    - `loss_fn(model, per_replica_batch) -> {"per_example_loss": [B], "regularization_loss": optional scalar,
+      **scalar metrics}`: the Trainer scales by the global batch (`tf.nn.compute_average_loss`), adds
+      `model.losses`, handles float16 loss scaling, sums gradients over replicas and applies them;
+    - or `step_fn(per_replica_batch) -> {name: scalar}` doing its own update (values averaged over replicas);
+    - `trackables={"sampler": engine.state.ArrayState(...), ...}` saved in the same checkpoint;
+    - `hooks=[fn(step, metrics)]` after each step.
+  `Trainer.fit(make_data) -> {"step", "metrics"}`: restores the latest checkpoint of train_dir (RestoreError if
+  it belongs to another configuration); calls `make_data(start_step) -> tf.data.Dataset` of GLOBAL batches for
+  the remaining steps, or some of them (e.g. the rest of an epoch: when it ends, make_data is called again with
+  the next step; an empty dataset stops with a warning); trains to max_steps in a tf.function (the per-replica
+  gradient computation jit-compiled with `xla`); after each step runs the hooks, then saves
+  `train_dir/ckpt-<step>` every checkpoint_every steps and at the end; writes TensorBoard scalars (loss, lr,
+  steps_per_sec, the metrics) to `train_dir/train` every log_every steps; shows a progress bar (step, loss, lr,
+  steps/s, ETA). `Trainer.restore() -> step`, `Trainer.save()`, `Trainer.checkpoint`, `Trainer.step`.
+  `steps_dataset(batch_fn, start_step, stop_step, output_signature)`: batches `batch_fn(step)` computed in Python.
+  Deterministic resume: make_data must give the batches of an uninterrupted run from start_step on, e.g. from a
+  sampler that is a pure function of (seed, step); accumulated sampler state goes into `trackables`.
+`engine.summaries`
+  `scalar(name, value, step)`: a TensorBoard scalar without the tensorboard package (TF 2.21 no longer installs
+  it; `tf.summary.scalar` then fails); `read_scalars(event_dir) -> {name: [(step, value)]}`.
+`engine.state`
+  `ArrayState(**arrays)`: a dict of NumPy arrays checkpointed with the model (`tf.train.experimental.PythonState`).
+`engine.schedules`
+  `LinearWarmup(after, warmup_steps, warmup_factor=0.1)`: Keras LearningRateSchedule, linear warm-up in front of a
+  float or another schedule (strong-baseline and ACP warm-up).
+`engine.precision`
+  `set_policy(name)`, `wrap_optimizer(optimizer)` (LossScaleOptimizer under mixed_float16), `POLICIES`.
+`engine.seed`
+  `set_seed(seed, deterministic_ops=False)`: Python, NumPy, TensorFlow and Keras generators.
+`engine.progress`
+  `ProgressBar(target, initial=0)` with `update(step, values, force=False)`, `due()`; `format_duration(seconds)`.
+
+Typical binary
+--------------
+    engine_flags.define_common_flags(max_steps=10_000)
+
+    def main(argv):
+        strategy = engine_flags.setup_from_flags()
+        with strategy.scope():
+            model = build_model(); model(tf.zeros(...))          # or a functional model
+            optimizer = precision.wrap_optimizer(keras.optimizers.Adam(LinearWarmup(3.5e-4, 500)))
+        trainer = Trainer(strategy, model, optimizer, engine_flags.loop_config_from_flags(), loss_fn=my_loss)
+        trainer.fit(lambda start: my_dataset(start, FLAGS.max_steps))
+"""
