@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from engine.distribute import make_strategy
 from kvmmn import layers as kl
 from kvmmn.losses import PairwiseMatchingLoss, SetwiseMatchingLoss, make_loss
 from kvmmn.model import KVMMN, KVMMNConfig
@@ -292,7 +293,9 @@ def test_export_serving_signatures(model, tmp_path):
 
 
 def test_mirrored_strategy_training_step_matches_single_device():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # engine's strategy is one per process: two MirroredStrategy objects would abort each other's collectives.
+    strategy = make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         m = KVMMN(KVMMNConfig(**TINY))
     rng = np.random.default_rng(9)
