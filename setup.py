@@ -1,7 +1,22 @@
 """Install KVM-MN and ACP re-identification: `pip install -e .[test]` (the Makefile does this)."""
 from setuptools import find_packages, setup
 
-CONSOLE_SCRIPTS = []
+CONSOLE_SCRIPTS = [
+    "reid-demo = experiments.demo:run",
+    "reid-synthetic = data.synthetic.__main__:run",
+    "reid-benchmarks = benchmarks.run:run",
+    "reid-experiments = experiments.run:run",
+    "reid-figures = experiments.figures:run",
+    "kvmmn-train = kvmmn.train:run",
+    "kvmmn-eval = kvmmn.evaluate:run",
+    "kvmmn-export = kvmmn.export:run",
+    "acp-baseline-train = acp.train_baseline:run",
+    "acp-extract = acp.extract:run",
+    "acp-import-features = acp.feature_import:run",
+    "acp-params = acp.params:run",
+    "acp-train = acp.train:run",
+    "acp-rerank = acp.rerank_cli:run",
+]
 
 setup(
     name="reid-kvmmn-acp",
@@ -18,7 +33,7 @@ setup(
         "scipy>=1.11",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8", "scikit-learn>=1.4"],
         "plots": ["matplotlib>=3.8", "scikit-learn>=1.4"],
     },
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
