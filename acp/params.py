@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 
 from acp import model as acp_model
+from engine.flags import declare_once
 
 # Table III: parameters, and MACCs by k1.
 TABLE_III = {
@@ -27,11 +28,12 @@ TABLE_III = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "basic", sorted(acp_model.PRESETS), "ACP preset of Table II.")
-flags.DEFINE_integer("k1", 25, "Length of the neighbour sequence (probe included).", lower_bound=1)
-flags.DEFINE_integer("k2", 6, "Length of the refinement sequence (clipped to k1).", lower_bound=1)
-flags.DEFINE_multi_string("override", [], "ACPConfig field as NAME=VALUE, repeatable, e.g. num_layers=2, "
-                          "use_memory=false, block_dims=256:512:1024.")
+# declare_once: this module is also imported as a library beside binaries that share these flag names.
+declare_once(flags.DEFINE_enum, "preset", "basic", "ACP preset of Table II.", enum_values=sorted(acp_model.PRESETS))
+declare_once(flags.DEFINE_integer, "k1", 25, "Length of the neighbour sequence (probe included).", lower_bound=1)
+declare_once(flags.DEFINE_integer, "k2", 6, "Length of the refinement sequence (clipped to k1).", lower_bound=1)
+declare_once(flags.DEFINE_multi_string, "override", [], "ACPConfig field as NAME=VALUE, repeatable, e.g. "
+             "num_layers=2, use_memory=false, block_dims=256:512:1024.")
 
 
 @dataclasses.dataclass(frozen=True)
