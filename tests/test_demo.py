@@ -62,3 +62,18 @@ def test_unreadable_image_names_the_file(tmp_path):
     assert handcrafted.histogram_features([str(good)]).shape == (1, handcrafted.feature_dim())
     with pytest.raises(DatasetError, match="bad.jpg: cannot read"):
         handcrafted.histogram_features([str(good), str(bad)])
+
+
+def test_demo_parts_are_validated():
+    from absl import app
+
+    from experiments.demo import check_parts
+
+    assert check_parts(["acp", "histogram"], "synthetic") == ("histogram", "acp")
+    assert check_parts(["histogram"], "market1501") == ("histogram",)
+    with pytest.raises(app.UsageError, match="choose one or more"):
+        check_parts(["histogram", "resnet"], "synthetic")
+    with pytest.raises(app.UsageError, match="synthetic dataset only"):
+        check_parts(["kvmmn"], "market1501")
+    with pytest.raises(app.UsageError, match="unknown"):
+        check_parts(["histogram"], "market-1501")
