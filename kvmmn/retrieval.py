@@ -1,0 +1,220 @@
+"""Retrieval with KVM-MN: embed every image once, shortlist by L2, re-score the shortlist with the matching
+network, evaluate (the library behind `kvmmn-eval`).
+
+For each query:
+1. the gallery is ranked by the L2 distance between pooled backbone features (`KVMMN.pooled_features`; ties by
+   gallery index), and its first K images form the shortlist (`shortlist=None`: the whole gallery, i.e.
+   exhaustive scoring);
+2. the shortlist is re-scored with f(query, gallery image) of Eq. 6 from the stored memories (`KVMMN.score`) and
+   re-ordered by decreasing score (ties keep the L2 order);
+3. the final ranking is the re-scored shortlist followed by the rest of the gallery in L2 order.
+
+How distances reach `data.evaluation` (so that its ranking is exactly this one): the "distance" of a gallery image
+is its position in the query's final ranking (0, 1, ..., G-1, exact in float32 up to 2^24 images). CMC, mAP and
+mINP then follow the dataset's protocol (`Record.protocol`: Market-1501's same-camera removal, the single-shot
+CUHK protocol); the removal of same-identity-same-camera images happens after ranking, as it always does.
+
+The pooled-L2 ranking alone (the same backbone, no matching network) is evaluated beside it as a baseline.
+"""
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from data import datasets
+from data.distance import iter_distance_chunks
+from data.evaluation import evaluate, evaluate_features
+from data.record import Record
+from kvmmn.embedding import embed_memories
+from kvmmn.model import KVMMN
+
+QUERY_FIELDS = ("keys", "reference_comparison", "pooled")
+GALLERY_FIELDS = ("keys", "values", "pooled")
+
+
+def parse_shortlist(value) -> int | None:
+    """A `--shortlist` value: a positive number of gallery images, or "all" (None: exhaustive scoring)."""
+    if value is None or str(value).lower() == "all":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"shortlist={value!r} must be a positive integer or 'all'") from None
+    if number < 1:
+        raise ValueError(f"shortlist={value!r} must be a positive integer or 'all'")
+    return number
+
+
+class Scorer:
+    """Batched KVM-MN scores from stored memories (compiled once per model)."""
+
+    def __init__(self, model: KVMMN):
+        self.model = model
+        specs = model.memory_signature()
+        query = [tf.TensorSpec(specs[f].shape, tf.float32) for f in ("keys", "reference_comparison")]
+        sets = [tf.TensorSpec([None, *specs[f].shape], tf.float32) for f in ("keys", "values")]
+        grid = [tf.TensorSpec(specs[f].shape, tf.float32) for f in ("keys", "values")]
+        self._sets = tf.function(self._score_sets, input_signature=query + sets)
+        self._grid = tf.function(self._score_grid, input_signature=query + grid)
+
+    def _score_grid(self, keys_q, reference_q, keys_g, values_g):
+        return tf.cast(self.model.score({"keys": keys_q, "reference_comparison": reference_q},
+                                        {"keys": keys_g, "values": values_g}), tf.float32)
+
+    def _score_sets(self, keys_q, reference_q, keys_g, values_g):
+        def one(args):
+            kq, rq, kg, vg = args
+            return self._score_grid(kq[None], rq[None], kg, vg)[0]
+
+        return tf.map_fn(one, (keys_q, reference_q, keys_g, values_g), fn_output_signature=tf.float32)
+
+    def sets(self, query: dict, rows, gallery: dict, index: np.ndarray) -> np.ndarray:
+        """[R, K] scores of queries `rows` against their own gallery images `index` [R, K]."""
+        return self._sets(query["keys"][rows], query["reference_comparison"][rows],
+                          gallery["keys"][index], gallery["values"][index]).numpy()
+
+    def grid(self, query: dict, rows, gallery: dict, gallery_batch_size: int) -> np.ndarray:
+        """[R, G] scores of queries `rows` against every gallery image, `gallery_batch_size` at a time."""
+        keys_q, reference_q = query["keys"][rows], query["reference_comparison"][rows]
+        total = len(gallery["keys"])
+        out = np.empty((len(keys_q), total), np.float32)
+        for start in range(0, total, gallery_batch_size):
+            stop = min(start + gallery_batch_size, total)
+            out[:, start:stop] = self._grid(keys_q, reference_q, gallery["keys"][start:stop],
+                                            gallery["values"][start:stop]).numpy()
+        return out
+
+
+def ranking_distances(model: KVMMN, query: dict, gallery: dict, shortlist: int | None = 100,
+                      pair_batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+    """[Q, G] float32: each gallery image's position in each query's final ranking (see the module docstring).
+
+    query: memories with keys, reference_comparison and pooled; gallery: memories with keys, values and pooled.
+    shortlist: K, or None for every gallery image. pair_batch_size: (query, gallery) pairs scored at once.
+    """
+    num_query, num_gallery = len(query["pooled"]), len(gallery["pooled"])
+    k = num_gallery if shortlist is None else min(shortlist, num_gallery)
+    exhaustive = k == num_gallery
+    scorer = Scorer(model)
+    rows_per_batch = max(1, pair_batch_size // k)
+    positions = np.arange(num_gallery, dtype=np.float32)
+    out = np.empty((num_query, num_gallery), np.float32)
+    bar = keras.utils.Progbar(num_query, unit_name="query", verbose=1 if progress else 0)
+    for start, stop, l2 in iter_distance_chunks(query["pooled"], gallery["pooled"], "euclidean", rows_per_batch):
+        order = np.argsort(l2, axis=1, kind="stable")
+        candidates = order[:, :k]
+        rows = np.arange(start, stop)
+        if exhaustive:
+            scores = np.take_along_axis(scorer.grid(query, rows, gallery, max(1, pair_batch_size // len(rows))),
+                                        candidates, axis=1)
+        else:
+            scores = scorer.sets(query, rows, gallery, candidates)
+        if not np.all(np.isfinite(scores)):
+            raise FloatingPointError(f"non-finite KVM-MN scores for queries {start}..{stop - 1}")
+        rescored = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable"), axis=1)
+        ranking = np.concatenate([rescored, order[:, k:]], axis=1)
+        block = np.empty((len(rows), num_gallery), np.float32)
+        np.put_along_axis(block, ranking, np.broadcast_to(positions, ranking.shape), axis=1)
+        out[start:stop] = block
+        bar.update(stop)
+    return out
+
+
+def evaluate_record(model: KVMMN, record: Record, shortlist: int | None = 100, batch_size: int = 64,
+                    pair_batch_size: int = 1024, max_rank: int = 50, scratch_dir: str | None = None,
+                    progress: bool = False) -> dict:
+    """KVM-MN and its pooled-L2 baseline on `record`'s query and gallery under `record.protocol`.
+
+    Returns {"kvmmn": evaluation dict, "pooled_l2": evaluation dict, "seconds": {"embed", "rank", "evaluate"}} with
+    the evaluation dicts of `data.evaluation.evaluate`.
+    """
+    if not record.query or not record.gallery:
+        raise ValueError(f"dataset {record.name!r} split {record.split or 'default'!r} has an empty query or gallery "
+                         f"list ({len(record.query)} queries, {len(record.gallery)} gallery images)")
+    labels = dict(q_pids=[s.pid for s in record.query], g_pids=[s.pid for s in record.gallery],
+                  q_camids=[s.camid for s in record.query], g_camids=[s.camid for s in record.gallery])
+    seconds = {}
+    started = time.perf_counter()
+    query = embed_memories(model, record.query, QUERY_FIELDS, batch_size, progress, scratch_dir, "query")
+    gallery = embed_memories(model, record.gallery, GALLERY_FIELDS, batch_size, progress, scratch_dir, "gallery")
+    seconds["embed"] = time.perf_counter() - started
+    started = time.perf_counter()
+    distances = ranking_distances(model, query, gallery, shortlist, pair_batch_size, progress)
+    seconds["rank"] = time.perf_counter() - started
+    started = time.perf_counter()
+    result = evaluate(distances, protocol=record.protocol, max_rank=max_rank, **labels)
+    baseline = evaluate_features(query["pooled"], gallery["pooled"], protocol=record.protocol, max_rank=max_rank,
+                                 **labels)
+    seconds["evaluate"] = time.perf_counter() - started
+    return {"kvmmn": result, "pooled_l2": baseline, "seconds": seconds}
+
+
+def average_results(results: list[dict]) -> dict:
+    """The mean over splits of evaluation dicts (CMC, mAP and mINP averaged; query counts summed)."""
+    if not results:
+        raise ValueError("no results to average")
+    return {"cmc": np.mean([r["cmc"] for r in results], axis=0),
+            "mAP": float(np.mean([r["mAP"] for r in results])),
+            "mINP": float(np.mean([r["mINP"] for r in results])),
+            "num_queries": int(sum(r["num_queries"] for r in results)),
+            "num_skipped": int(sum(r["num_skipped"] for r in results))}
+
+
+def to_json(result: dict, ranks=(1, 5, 10, 20)) -> dict:
+    """An evaluation dict as JSON-ready values: the CMC list, `rank-k` entries, mAP, mINP and counts."""
+    cmc = [float(v) for v in result["cmc"]]
+    return {**{f"rank-{r}": cmc[r - 1] for r in ranks if r <= len(cmc)}, "mAP": float(result["mAP"]),
+            "mINP": float(result["mINP"]), "cmc": cmc, "num_queries": int(result["num_queries"]),
+            "num_skipped": int(result["num_skipped"])}
+
+
+def evaluate_checkpoint(checkpoint: str, *, dataset: str | None = None, data_root: str | None = None,
+                        split: str | None = None, dataset_options: dict | None = None, shortlist: int | None = 100,
+                        batch_size: int = 64, pair_batch_size: int = 1024, max_rank: int = 50,
+                        scratch_dir: str | None = None, progress: bool = False) -> dict:
+    """Evaluate a kvmmn-train run on a dataset's protocol, averaging its evaluation splits (CUHK03, CUHK01).
+
+    checkpoint: the run's train_dir or a checkpoint prefix; CUHK03 / CUHK01 train one model per split, so for
+      several splits it must contain "{split}", replaced by each split's name (e.g. "runs/cuhk03/{split}").
+    dataset, data_root, dataset_options: default to the run's own (`kvmmn_config.json`).
+    split: evaluate this split only; default every split of `data.datasets.eval_splits`.
+    Returns a JSON-ready dict: dataset, protocol, shortlist, per-split results ("kvmmn" and "pooled_l2" with CMC,
+    mAP, mINP; checkpoint, step, seconds) and their "mean".
+    """
+    from kvmmn.training import load_trained_model, read_run_config
+
+    pattern = "{split}" in checkpoint
+    run = None if pattern and split is None else read_run_config(checkpoint.replace("{split}", str(split)))
+    dataset = dataset or (run.dataset if run else None)
+    if dataset is None:
+        raise ValueError("with a '{split}' checkpoint pattern, name the dataset to evaluate on")
+    data_root = data_root if data_root is not None else (run.data_root if run and run.dataset == dataset else "")
+    if dataset_options is None:
+        dataset_options = run.dataset_options if run and run.dataset == dataset else {}
+    splits = (split,) if split is not None else datasets.eval_splits(dataset, **dataset_options)
+    if len(splits) > 1 and "{split}" not in checkpoint:
+        raise ValueError(f"{dataset} is evaluated on {len(splits)} splits, each with its own trained model: pass a "
+                         f"checkpoint containing '{{split}}' (e.g. runs/{dataset}/{{split}}) or one --split")
+    per_split, kvmmn_results, baseline_results = {}, [], []
+    for name in splits:
+        path = checkpoint.replace("{split}", str(name))
+        model, run, checkpoint_path, step = load_trained_model(path)
+        if run.dataset == dataset and run.split is not None and name is not None and run.split != name:
+            raise ValueError(f"{checkpoint_path} was trained on split {run.split!r} of {dataset}, whose test "
+                             f"identities differ from split {name!r}'s")
+        record = datasets.load(dataset, data_root, split=name, **dataset_options)
+        logging.info("evaluating %s (step %d) on %s", checkpoint_path, step, record.summary())
+        result = evaluate_record(model, record, shortlist, batch_size, pair_batch_size, max_rank, scratch_dir,
+                                 progress)
+        kvmmn_results.append(result["kvmmn"])
+        baseline_results.append(result["pooled_l2"])
+        per_split[str(name if name is not None else record.split or "default")] = {
+            "checkpoint": checkpoint_path, "step": step, "kvmmn": to_json(result["kvmmn"]),
+            "pooled_l2": to_json(result["pooled_l2"]), "seconds": result["seconds"]}
+    return {"dataset": dataset, "protocol": record.protocol, "shortlist": "all" if shortlist is None else shortlist,
+            "splits": per_split, "mean": {"kvmmn": to_json(average_results(kvmmn_results)),
+                                          "pooled_l2": to_json(average_results(baseline_results))}}

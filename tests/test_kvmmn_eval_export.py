@@ -1,0 +1,145 @@
+"""kvmmn/retrieval.py, kvmmn/evaluate.py and kvmmn/serving.py: shortlist re-scoring, the results JSON, and the
+SavedModel reloaded in a fresh process."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from data import datasets
+from data.evaluation import evaluate
+from kvmmn.demo import run_demo
+from kvmmn.embedding import embed_memories
+from kvmmn.model import KVMMNConfig
+from kvmmn.retrieval import (GALLERY_FIELDS, QUERY_FIELDS, evaluate_checkpoint, evaluate_record, parse_shortlist,
+                             ranking_distances)
+from kvmmn.serving import export_saved_model
+from kvmmn.training import TrainConfig, load_trained_model, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = KVMMNConfig(backbone="tiny", image_size=(64, 32), feature_dim=16, num_heads=2, key_dim=4, value_dim=4,
+                   score_hidden_units=8, seed=2)
+SYNTHETIC = dict(num_identities=16, num_cameras=3, min_cameras=2, max_images_per_camera=3, num_distractors=4,
+                 num_junk=1, height=64, width=32)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-step run on a tiny synthetic dataset: (train_dir, model, record); the dataset root is record's."""
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    train_dir = str(tmp_path_factory.mktemp("run"))
+    config = TrainConfig(train_dir=train_dir, data_root=root, dataset_options=SYNTHETIC, model=TINY, gallery_size=4,
+                         batch_size=4, max_steps=2, num_samples=0, num_neighbors=10, show_progress=False)
+    train(config)
+    model = load_trained_model(train_dir)[0]
+    return train_dir, model, config.load_record()
+
+
+def labels(record):
+    return dict(q_pids=[s.pid for s in record.query], g_pids=[s.pid for s in record.gallery],
+                q_camids=[s.camid for s in record.query], g_camids=[s.camid for s in record.gallery])
+
+
+def test_shortlist_is_rescored_first_and_the_rest_follows_in_l2_order(run):
+    _, model, record = run
+    query = embed_memories(model, record.query, QUERY_FIELDS)
+    gallery = embed_memories(model, record.gallery, GALLERY_FIELDS)
+    k = 5
+    ranks = ranking_distances(model, query, gallery, shortlist=k, pair_batch_size=7)
+    scores = np.asarray(model.score(query, gallery))
+    l2 = np.linalg.norm(query["pooled"][:, None] - gallery["pooled"][None], axis=-1)
+    for q in range(len(ranks)):
+        ranking = np.argsort(ranks[q])
+        assert sorted(ranks[q]) == list(range(len(gallery["pooled"])))
+        shortlist = np.argsort(l2[q], kind="stable")[:k]
+        assert set(ranking[:k]) == set(shortlist)
+        assert np.all(np.diff(scores[q, ranking[:k]]) <= 1e-6)  # by decreasing score
+        assert np.all(np.diff(l2[q, ranking[k:]]) >= -1e-5)  # the rest by increasing L2 distance
+        assert l2[q, ranking[k:]].min() >= l2[q, shortlist].max() - 1e-5
+
+
+def test_shortlist_all_equals_exhaustive_scoring(run):
+    _, model, record = run
+    exhaustive = evaluate_record(model, record, shortlist=None, pair_batch_size=64)["kvmmn"]
+    query = embed_memories(model, record.query, QUERY_FIELDS)
+    gallery = embed_memories(model, record.gallery, GALLERY_FIELDS)
+    direct = evaluate(-np.asarray(model.score(query, gallery)), protocol=record.protocol, **labels(record))
+    np.testing.assert_allclose(exhaustive["cmc"], direct["cmc"])
+    assert exhaustive["mAP"] == pytest.approx(direct["mAP"]) and exhaustive["mINP"] == pytest.approx(direct["mINP"])
+    # a shortlist as long as the gallery is the exhaustive ranking too
+    assert evaluate_record(model, record, shortlist=10_000)["kvmmn"]["mAP"] == pytest.approx(direct["mAP"])
+
+
+def test_eval_binary_writes_results_json(run, tmp_path):
+    train_dir, _, _ = run
+    output = tmp_path / "results.json"
+    flagfile = tmp_path / "eval.flags"
+    flagfile.write_text(f"--checkpoint={train_dir}\n--shortlist=4\n--output={output}\n--progress=false\n")
+    done = subprocess.run([sys.executable, "-m", "kvmmn.evaluate", f"--flagfile={flagfile}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["dataset"] == "synthetic" and results["shortlist"] == 4
+    assert results["splits"]["default"]["step"] == 2
+    for method in ("kvmmn", "pooled_l2"):
+        mean = results["mean"][method]
+        assert len(mean["cmc"]) == 50 and 0.0 < mean["mAP"] <= 1.0 and mean["num_queries"] > 0
+        assert mean["rank-1"] == mean["cmc"][0] and np.all(np.diff(mean["cmc"]) >= 0)
+    assert "rank-1" in done.stdout and "pooled_l2" in done.stdout
+
+
+def test_evaluation_refuses_ambiguous_or_bad_requests(run):
+    train_dir, _, _ = run
+    with pytest.raises(ValueError, match="each with its own trained model"):
+        evaluate_checkpoint(train_dir, dataset="cuhk01")
+    with pytest.raises(ValueError, match="positive integer or 'all'"):
+        parse_shortlist("0")
+    assert parse_shortlist("all") is None and parse_shortlist("25") == 25
+    with pytest.raises(datasets.DatasetError, match="unknown dataset"):
+        evaluate_checkpoint(train_dir, dataset="market")
+
+
+def test_saved_model_reloaded_in_a_fresh_process_gives_the_keras_scores(run, tmp_path):
+    _, model, _ = run
+    export_dir = export_saved_model(model, str(tmp_path / "exported"), gallery_batch_size=3)
+    rng = np.random.default_rng(0)
+    query_images = rng.uniform(-1, 1, (2, 64, 32, 3)).astype("float32")
+    gallery_images = rng.uniform(-1, 1, (5, 64, 32, 3)).astype("float32")
+    np.savez(tmp_path / "images.npz", query=query_images, gallery=gallery_images)
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        served = tf.saved_model.load({export_dir!r})
+        images = np.load({str(tmp_path / 'images.npz')!r})
+        query, gallery = served.embed(images["query"]), served.embed(images["gallery"])
+        scores = served.score(query, gallery)["scores"].numpy()
+        signature = served.signatures["score"](**{{"query_" + k: v for k, v in query.items()}},
+                                               **{{"gallery_" + k: v for k, v in gallery.items()}})["scores"].numpy()
+        np.savez({str(tmp_path / 'served.npz')!r}, scores=scores, signature=signature,
+                 keys=query["keys"].numpy())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = np.load(tmp_path / "served.npz")
+    expected = np.asarray(model.score(model.embed(query_images), model.embed(gallery_images)))
+    assert served["scores"].shape == (2, 5)
+    np.testing.assert_allclose(served["scores"], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(served["signature"], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(served["keys"], np.asarray(model.embed(query_images)["keys"]), rtol=1e-5, atol=1e-6)
+    metadata = json.loads((tmp_path / "exported" / "metadata.json").read_text())
+    assert metadata["image_size"] == [64, 32] and metadata["model"]["feature_dim"] == 16
+
+
+def test_demo_reports_kvmmn_beside_pooled_l2_and_chance(run, tmp_path, capsys):
+    _, _, record = run
+    root = os.path.dirname(os.path.dirname(record.train[0].path))
+    out = run_demo(root, steps=2, train_dir=str(tmp_path / "demo"), show_progress=False, dataset_options=SYNTHETIC)
+    assert list(out["results"]) == ["KVM-MN", "pooled L2 (same backbone)", "random ranking"]
+    for result in out["results"].values():
+        assert 0.0 < result["mAP"] <= 1.0 and result["num_queries"] == len(record.query)
+    printed = capsys.readouterr().out
+    assert "| KVM-MN |" in printed and "2 steps on the synthetic dataset" in printed
+    assert load_trained_model(out["train_dir"])[3] == 2

@@ -1,0 +1,328 @@
+"""acp.rerank: every classic re-ranker against a plain dense implementation of its published algorithm, chunking
+invariance, mAP gains on a clustered problem, and clear errors on bad input.
+
+The dense references below are written from the papers and the authors' released algorithms (loops and N x N
+numpy arrays, float64), independently of the sparse implementations they check.
+"""
+import numpy as np
+import pytest
+
+from acp import rerank
+from acp.rerank.synthetic import clustered_embeddings
+from data.evaluation import evaluate, evaluate_features
+
+
+# ----------------------------------------------------------------------------------------------- dense references
+def euclidean(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1), 0.0))
+
+
+def unit(x):
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def dense_k_reciprocal(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):
+    """Zhong et al. 2017 as torchreid's / FastReID's re_ranking(q_g_dist, q_q_dist, g_g_dist) computes it: float32
+    N x N matrices and an inverted index (so `benchmarks.bench_rerank` also times it as the dense comparison)."""
+    num_query = len(q_g_dist)
+    dist = np.block([[q_q_dist, q_g_dist], [q_g_dist.T, g_g_dist]]).astype(np.float32) ** 2
+    dist = (dist / dist.max(axis=0)).T  # column-max normalisation
+    n = len(dist)
+    ranking = np.argsort(dist, axis=1, kind="stable")
+
+    def reciprocal(i, k):
+        forward = ranking[i, :k + 1]
+        return forward[(ranking[forward, :k + 1] == i).any(axis=1)]
+
+    v = np.zeros((n, n), dtype=np.float32)
+    for i in range(n):
+        neighbourhood = reciprocal(i, k1)
+        expanded = set(neighbourhood.tolist())
+        for candidate in neighbourhood:
+            half = reciprocal(candidate, int(np.around(k1 / 2.0)))
+            if len(np.intersect1d(half, neighbourhood)) > 2.0 / 3.0 * len(half):
+                expanded.update(half.tolist())
+        members = sorted(expanded)
+        weights = np.exp(-dist[i, members])
+        v[i, members] = weights / weights.sum()
+    if k2 != 1:
+        v = np.stack([v[ranking[i, :k2]].mean(axis=0) for i in range(n)])
+    holders = [np.nonzero(column)[0] for column in v.T]  # inverted index: rows non-zero in each column
+    jaccard = np.empty((num_query, n), dtype=np.float32)
+    for i in range(num_query):
+        overlap = np.zeros(n, dtype=np.float32)
+        for column in np.nonzero(v[i])[0]:
+            rows = holders[column]
+            overlap[rows] += np.minimum(v[i, column], v[rows, column])
+        jaccard[i] = 1.0 - overlap / (2.0 - overlap)
+    final = (1.0 - lambda_value) * jaccard + lambda_value * dist[:num_query]
+    return final[:, num_query:]
+
+
+def dense_alpha_qe(query, gallery, k, alpha):
+    """alpha-QE over query + gallery (cosine weights to the power alpha, k neighbours incl. itself)."""
+    x = unit(np.concatenate([query, gallery]))
+    similarity = x @ x.T
+    expanded = np.zeros_like(x)
+    for i in range(len(x)):
+        top = np.argsort(-similarity[i], kind="stable")[:k]
+        expanded[i] = (similarity[i, top, None] ** alpha * x[top]).sum(axis=0)
+    expanded = unit(expanded)
+    return euclidean(expanded[:len(query)], expanded[len(query):])
+
+
+def dense_sca(query, gallery, k1, k2):
+    """Bai and Bai 2016 as SCA_demo.m computes it, on squared Euclidean distances."""
+    x = np.concatenate([query, gallery])
+    dist = euclidean(x, x) ** 2
+    ranking = np.argsort(dist, axis=1, kind="stable")
+    dist = dist / dist.max(axis=1, keepdims=True)
+    f = np.zeros_like(dist)
+    for i in range(len(x)):
+        top = ranking[i, :k1]
+        weights = np.exp(-dist[i, top])
+        f[i, top] = weights / weights.sum()
+    if k2 != 1:
+        f = np.stack([f[ranking[i, :k2]].sum(axis=0) for i in range(len(x))])
+    overlap = np.minimum(f[:len(query), None, :], f[None, len(query):, :]).sum(axis=2)
+    return 1.0 - overlap / (2.0 * k2 - overlap)
+
+
+def dense_ecn(query, gallery, k, t, q):
+    """Sarfraz et al. 2018, rank-list distance with per-row min-max normalisation as in the released MATLAB."""
+    x = unit(np.concatenate([query, gallery]))
+    ranking = np.argsort(1.0 - x @ x.T, axis=1, kind="stable")
+    position = np.argsort(ranking, axis=1)
+    weights = np.maximum(0, k - position).astype(np.float64)
+    similarity = weights @ weights.T
+    low, high = similarity.min(axis=1, keepdims=True), similarity.max(axis=1, keepdims=True)
+    rank_dist = 1.0 - (similarity - low) / (high - low)
+
+    def neighbourhood(i):
+        first = list(ranking[i, 1:t + 1])
+        return first + [j for c in first for j in ranking[c, 1:q + 1]]
+
+    num_query = len(query)
+    out = np.zeros((num_query, len(gallery)))
+    for p in range(num_query):
+        for g in range(len(gallery)):
+            terms = [rank_dist[n, num_query + g] for n in neighbourhood(p)]
+            terms += [rank_dist[n, p] for n in neighbourhood(num_query + g)]
+            out[p, g] = np.mean(terms)
+    return out
+
+
+def dense_gnn(query, gallery, k1, k2):
+    """Zhang et al. 2020 as the released gnn_reranking computes it; returns the similarity A_q . A_g."""
+    x = unit(np.concatenate([query, gallery]))
+    score = x @ x.T
+    ranking = np.argsort(-score, axis=1, kind="stable")[:, :k1]
+    strength = np.take_along_axis(score, ranking, axis=1) ** 2
+    adjacency = np.zeros_like(score)
+    np.put_along_axis(adjacency, ranking, 1.0, axis=1)
+    if k2 != 1:
+        for _ in range(2):
+            adjacency = adjacency + adjacency.T
+            adjacency = np.stack([(strength[i, :k2, None] * adjacency[ranking[i, :k2]]).sum(axis=0)
+                                  for i in range(len(x))])
+            adjacency /= np.linalg.norm(adjacency, axis=1, keepdims=True)
+    return adjacency[:len(query)] @ adjacency[len(query):].T
+
+
+# ------------------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def small():
+    """About 100 clustered embeddings, 16-d: small enough for the N x N references."""
+    return clustered_embeddings(100, dim=16, images_per_identity=6, separation=1.0, camera_spread=0.3, noise=0.6,
+                                seed=3)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """A clustered re-ID problem whose baseline mAP leaves room for re-ranking."""
+    return clustered_embeddings(600, dim=64, images_per_identity=10, separation=0.6, camera_spread=0.3, noise=1.1,
+                                seed=1)
+
+
+# ------------------------------------------------------------------------------------------ agreement with papers
+@pytest.mark.parametrize("k1,k2,lambda_value", [(20, 6, 0.3), (7, 1, 0.0), (5, 3, 1.0), (9, 12, 0.5)])
+def test_k_reciprocal_equals_reference(small, k1, k2, lambda_value):
+    q, g = small.query, small.gallery
+    expected = dense_k_reciprocal(euclidean(q, g), euclidean(q, q), euclidean(g, g), k1, k2, lambda_value)
+    got = rerank.k_reciprocal(q, g, k1=k1, k2=k2, lambda_value=lambda_value).dense()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_k_reciprocal_reaches_beyond_the_neighbour_lists(small):
+    """With k1 = 20 on 6 images per identity, expanded sets hold neighbours of neighbours outside a row's own list,
+    whose distances are computed pair by pair: the equality above covers that path."""
+    from acp.rerank.k_reciprocal import expanded_reciprocal_sets
+    x = np.concatenate([small.query, small.gallery])
+    _, indices, _ = rerank.nearest(x, 21, "sqeuclidean")
+    rows, cols = expanded_reciprocal_sets(indices, 20)
+    in_list = (indices[rows] == cols[:, None]).any(axis=1)
+    assert not in_list.all()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 3.0])
+def test_query_expansion_equals_formula(small, alpha):
+    q, g = small.query, small.gallery
+    method = rerank.aqe if alpha == 0.0 else rerank.alpha_qe
+    params = {"k": 4} if alpha == 0.0 else {"k": 4, "alpha": alpha}
+    # Squared: identical expanded vectors are 0 apart, which float32 sqrt(|a|^2 + |b|^2 - 2ab) resolves to ~5e-4.
+    np.testing.assert_allclose(method(q, g, **params).dense() ** 2, dense_alpha_qe(q, g, 4, alpha) ** 2, atol=1e-5)
+
+
+def test_alpha_qe_k_reciprocal_is_k_reciprocal_of_expanded(small):
+    q, g = small.query, small.gallery
+    eq, eg = rerank.expanded_embeddings(q, g, k=4, alpha=3.0)
+    expected = dense_k_reciprocal(euclidean(eq, eg), euclidean(eq, eq), euclidean(eg, eg), 8, 3, 0.3)
+    got = rerank.alpha_qe_k_reciprocal(q, g, k=4, alpha=3.0, k1=8, k2=3, lambda_value=0.3).dense()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("k1,k2", [(6, 3), (10, 1)])
+def test_sca_equals_reference(small, k1, k2):
+    expected = dense_sca(small.query, small.gallery, k1, k2)
+    got = rerank.sca(small.query, small.gallery, k1=k1, k2=k2, fallback=False).dense()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,t,q", [(5, 2, 3), (4, 3, 4)])
+def test_ecn_equals_reference(small, k, t, q):
+    expected = dense_ecn(small.query, small.gallery, k, t, q)
+    got = rerank.ecn(small.query, small.gallery, k=k, t=t, q=q, fallback=False).dense()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("k1,k2", [(6, 3), (8, 1)])
+def test_gnn_equals_reference(small, k1, k2):
+    similarity = dense_gnn(small.query, small.gallery, k1, k2)
+    got = rerank.gnn(small.query, small.gallery, k1=k1, k2=k2, fallback=False).dense()
+    if k2 == 1:  # the release ranks by the raw count of shared neighbours; ours divides A by sqrt(k1)
+        similarity = similarity / k1
+    np.testing.assert_allclose(got, 1.0 - similarity, atol=1e-5)
+
+
+@pytest.mark.parametrize("method,params", [("sca", {"k1": 6, "k2": 3}), ("ecn", {"k": 5, "t": 2, "q": 3}),
+                                           ("gnn", {"k1": 6, "k2": 3})])
+def test_fallback_orders_unrelated_pairs_by_original_distance(small, method, params):
+    plain = rerank.rerank(method, small.query, small.gallery, fallback=False, **params).dense()
+    ordered = rerank.rerank(method, small.query, small.gallery, **params).dense()
+    related = plain < 1.0
+    assert related.any() and (~related).any()
+    np.testing.assert_array_equal(ordered[related], plain[related])
+    assert (ordered[~related] >= 1.0).all()
+    if method == "sca":
+        original = euclidean(small.query, small.gallery)
+    else:  # ECN and GNN rank by cosine distance
+        original = 1.0 - unit(small.query) @ unit(small.gallery).T
+    for row in range(len(ordered)):
+        unrelated = np.nonzero(~related[row])[0]
+        by_fallback = unrelated[np.argsort(ordered[row, unrelated], kind="stable")]
+        by_original = unrelated[np.argsort(original[row, unrelated], kind="stable")]
+        np.testing.assert_array_equal(by_fallback, by_original)
+
+
+def test_expand_embeddings_is_eq1():
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((30, 5)).astype(np.float32)
+    idx = rng.integers(0, 30, (12, 4))
+    weights = rng.random((12, 4)).astype(np.float32)
+    expected = np.einsum("nk,nkd->nd", weights, features[idx])
+    np.testing.assert_allclose(rerank.expand_embeddings(features, idx, weights, chunk_size=5), expected, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ usefulness
+@pytest.mark.parametrize("method,params", [
+    ("aqe", {"k": 5}), ("alpha_qe", {"k": 10}), ("k_reciprocal", {"k1": 10, "k2": 3}),
+    ("alpha_qe_k_reciprocal", {"k": 10, "k1": 10, "k2": 3}), ("sca", {"k1": 10, "k2": 3}),
+    ("ecn", {"k": 10, "t": 3, "q": 8}), ("gnn", {"k1": 10, "k2": 3})])
+def test_methods_improve_map(problem, method, params):
+    labels = (problem.q_pids, problem.g_pids, problem.q_camids, problem.g_camids)
+    baseline = evaluate_features(problem.query, problem.gallery, *labels)["mAP"]
+    reranked = rerank.evaluate_reranked(rerank.rerank(method, problem.query, problem.gallery, **params), *labels)
+    assert baseline < 0.8
+    assert reranked["mAP"] > baseline + 0.05, (method, baseline, reranked["mAP"])
+
+
+# ----------------------------------------------------------------------------------------------------- scale
+@pytest.fixture(scope="module")
+def large():
+    return clustered_embeddings(3000, dim=32, images_per_identity=10, separation=0.8, camera_spread=0.3,
+                                noise=0.6, seed=2)
+
+
+@pytest.mark.parametrize("method,params", [
+    ("aqe", {"k": 8}), ("alpha_qe", {"k": 8}), ("k_reciprocal", {}), ("alpha_qe_k_reciprocal", {"k": 8}),
+    ("sca", {}), ("ecn", {}), ("gnn", {})])
+def test_chunked_equals_one_chunk(large, method, params):
+    one = rerank.rerank(method, large.query, large.gallery, chunk_size=len(large.query) + len(large.gallery),
+                        **params).dense(chunk_size=len(large.query))
+    chunked = rerank.rerank(method, large.query, large.gallery, chunk_size=700, **params)
+    blocks = list(chunked.iter_blocks(chunk_size=97))
+    assert len(blocks) == 4 and blocks[-1][1] == len(large.query)
+    np.testing.assert_allclose(np.concatenate([b for _, _, b in blocks]), one, atol=1e-5)
+
+
+def test_top_k_and_block_evaluation_match_dense(problem):
+    labels = (problem.q_pids, problem.g_pids, problem.q_camids, problem.g_camids)
+    result = rerank.k_reciprocal(problem.query, problem.gallery, k1=10, k2=3)
+    dense = np.asarray(result)
+    np.testing.assert_array_equal(dense, result.dense())
+    distances, indices = result.top_k(7, chunk_size=13)
+    np.testing.assert_array_equal(indices, np.argsort(dense, axis=1, kind="stable")[:, :7])
+    # Other chunk sizes change float32 matmul rounding, not the order.
+    np.testing.assert_allclose(distances, np.take_along_axis(dense, indices, axis=1), rtol=1e-6)
+    blockwise = rerank.evaluate_reranked(result, *labels, chunk_size=11)
+    whole = evaluate(dense, *labels)
+    assert blockwise["mAP"] == pytest.approx(whole["mAP"], abs=1e-12)
+    np.testing.assert_allclose(blockwise["cmc"], whole["cmc"])
+    assert blockwise["num_queries"] == whole["num_queries"]
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+def test_bad_input_raises_clear_errors(small):
+    q, g = small.query, small.gallery
+    n = len(q) + len(g)
+    with pytest.raises(ValueError, match=r"k1=%d is out of range" % n):
+        rerank.k_reciprocal(q, g, k1=n)
+    with pytest.raises(ValueError, match="k1"):
+        rerank.sca(q, g, k1=n + 1)
+    with pytest.raises(ValueError, match="k2=9"):
+        rerank.gnn(q, g, k1=8, k2=9)
+    with pytest.raises(ValueError, match="lambda_value"):
+        rerank.k_reciprocal(q, g, lambda_value=1.5)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        rerank.aqe(q, g, k=2.5)
+    bad = q.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="query row 3 has a non-finite value"):
+        rerank.ecn(bad, g)
+    bad = g.copy()
+    bad[7, 0] = np.inf
+    with pytest.raises(ValueError, match="gallery row 7"):
+        rerank.alpha_qe(q, bad)
+    with pytest.raises(ValueError, match="width 16 but gallery embeddings have width 8"):
+        rerank.k_reciprocal(q, g[:, :8])
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        rerank.aqe(q[:0], g)
+    with pytest.raises(ValueError, match="unknown re-ranking method 'acp2'"):
+        rerank.rerank("acp2", q, g)
+    with pytest.raises(ValueError, match="outside"):
+        rerank.expand_embeddings(q, np.array([[0, len(q)]]), np.ones((1, 2)))
+    with pytest.raises(ValueError, match="weights have shape"):
+        rerank.expand_embeddings(q, np.array([[0, 1]]), np.ones((1, 3)))
+    labels = (small.q_pids, small.g_pids[:-1], small.q_camids, small.g_camids[:-1])
+    with pytest.raises(ValueError, match="shape"):
+        rerank.evaluate_reranked(rerank.aqe(q, g, k=3), *labels)
+
+
+def test_methods_table_is_uniform(small):
+    assert set(rerank.METHODS) == {"aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn"}
+    for name in rerank.METHODS:
+        result = rerank.rerank(name, small.query, small.gallery, chunk_size=40)
+        assert isinstance(result, rerank.RerankedDistances)
+        assert result.shape == (len(small.query), len(small.gallery))
