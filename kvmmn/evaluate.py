@@ -16,21 +16,28 @@ import os
 from absl import app, flags, logging
 
 from data import datasets
+from engine import flags as engine_flags
 from kvmmn.retrieval import evaluate_checkpoint, parse_shortlist
 from kvmmn.training import parse_dataset_options
 
-flags.DEFINE_string("checkpoint", None, "A kvmmn-train --train_dir (its latest checkpoint) or a checkpoint prefix; "
-                    "may contain {split}, replaced by each evaluated split.", required=True)
-flags.DEFINE_enum("dataset", None, list(datasets.names()), "Dataset to evaluate on (default: the run's).")
-flags.DEFINE_string("data_root", None, "Dataset folder (default: the run's, for the run's dataset).")
-flags.DEFINE_string("split", None, "Evaluate this split only (default: every split of the dataset's protocol).")
-flags.DEFINE_multi_string("dataset_option", None, "Reader option NAME=VALUE, repeatable (default: the run's).")
+# Shared names are declared once: several binaries may be imported into one process (tests, notebooks).
+declare = engine_flags.declare_once
+declare(flags.DEFINE_string, "checkpoint", None, "Required: a kvmmn-train --train_dir (its latest checkpoint) or a "
+        "checkpoint prefix; may contain {split}, replaced by each evaluated split.")
+declare(flags.DEFINE_enum, "dataset", None, "Dataset to evaluate on (default: the run's).",
+        enum_values=list(datasets.names()))
+declare(flags.DEFINE_string, "data_root", None, "Dataset folder (default: the run's, for the run's dataset).")
+declare(flags.DEFINE_string, "split", None,
+        "Evaluate this split only (default: every split of the dataset's protocol).")
+declare(flags.DEFINE_multi_string, "dataset_option", None,
+        "Reader option NAME=VALUE, repeatable (default: the run's).")
 flags.DEFINE_string("shortlist", "100", "Gallery images per query re-scored by KVM-MN, or 'all' (exhaustive).")
-flags.DEFINE_integer("batch_size", 64, "Images per embedding batch.", lower_bound=1)
+declare(flags.DEFINE_integer, "batch_size", 64, "Images per embedding batch.", lower_bound=1)
 flags.DEFINE_integer("pair_batch_size", 1024, "(query, gallery) pairs scored at once.", lower_bound=1)
-flags.DEFINE_integer("max_rank", 50, "Length of the CMC curve.", lower_bound=1)
+declare(flags.DEFINE_integer, "max_rank", 50, "Length of the CMC curve.", lower_bound=1)
 flags.DEFINE_string("scratch_dir", None, "Keep the embedded memories in memory-mapped files here instead of RAM.")
-flags.DEFINE_string("output", None, "Results JSON (default: eval_<dataset>.json beside the checkpoint).")
+declare(flags.DEFINE_string, "output", None,
+        "Results JSON (default: eval_<dataset>.json beside the checkpoint).")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 
 FLAGS = flags.FLAGS
@@ -45,6 +52,8 @@ def default_output(checkpoint: str, dataset: str) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.checkpoint:
+        raise app.UsageError("--checkpoint is required")
     results = evaluate_checkpoint(
         FLAGS.checkpoint, dataset=FLAGS.dataset, data_root=FLAGS.data_root, split=FLAGS.split,
         dataset_options=parse_dataset_options(FLAGS.dataset_option) if FLAGS.dataset_option is not None else None,

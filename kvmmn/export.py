@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
+from engine import flags as engine_flags
 from kvmmn.serving import export_saved_model
 from kvmmn.training import load_trained_model
 
-flags.DEFINE_string("checkpoint", None, "A kvmmn-train --train_dir (its latest checkpoint) or a checkpoint prefix.",
-                    required=True)
-flags.DEFINE_string("export_dir", None, "Folder to write the SavedModel to.", required=True)
+# Shared names are declared once: several binaries may be imported into one process (tests, notebooks).
+declare = engine_flags.declare_once
+declare(flags.DEFINE_string, "checkpoint", None,
+        "Required: a kvmmn-train --train_dir (its latest checkpoint) or a checkpoint prefix.")
+flags.DEFINE_string("export_dir", None, "Required: folder to write the SavedModel to.")
 flags.DEFINE_integer("gallery_batch_size", None, "score() compares queries with this many gallery images at a time "
                      "(default: all at once).", lower_bound=1)
 
@@ -23,6 +26,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("checkpoint", "export_dir"):
+        if not FLAGS[name].value:
+            raise app.UsageError(f"--{name} is required")
     model, _, checkpoint, step = load_trained_model(FLAGS.checkpoint)
     export_saved_model(model, FLAGS.export_dir, FLAGS.gallery_batch_size,
                        extra_metadata={"checkpoint": checkpoint, "step": step})

@@ -26,43 +26,45 @@ from kvmmn.training import TrainConfig, parse_dataset_options, train
 
 engine_flags.define_common_flags(max_steps=250_000, checkpoint_every=5000, log_every=100)
 
-# Data and samples.
-flags.DEFINE_enum("dataset", "synthetic", list(datasets.names()), "Dataset to train on.")
-flags.DEFINE_string("data_root", "", "Dataset folder (for the synthetic dataset: where it is generated; empty: the "
-                    "default cache folder).")
-flags.DEFINE_string("split", None, "Split to train on (CUHK03 / CUHK01 train one model per split, e.g. kvmmn/0 or "
-                    "100/3); default: the dataset's only split.")
-flags.DEFINE_multi_string("dataset_option", [], "Reader option NAME=VALUE, repeatable (e.g. test_ids=486 for "
-                          "CUHK01's 486-identity protocol).")
+# Data and samples. Shared names are declared once: several binaries may be imported into one process (tests).
+declare = engine_flags.declare_once
+declare(flags.DEFINE_enum, "dataset", "synthetic", "Dataset to train on.", enum_values=list(datasets.names()))
+declare(flags.DEFINE_string, "data_root", "", "Dataset folder (for the synthetic dataset: where it is generated; "
+        "empty: the default cache folder).")
+declare(flags.DEFINE_string, "split", None, "Split to train on (CUHK03 / CUHK01 train one model per split, e.g. "
+        "kvmmn/0 or 100/3); default: the dataset's only split.")
+declare(flags.DEFINE_multi_string, "dataset_option", [], "Reader option NAME=VALUE, repeatable (e.g. test_ids=486 "
+        "for CUHK01's 486-identity protocol).")
 flags.DEFINE_enum("loss", "setwise", list(losses.LOSSES), "setwise: the matching-network loss of Eq. 7-8; pair: "
                   "pairwise classification of every (probe, gallery image) pair (Table 3 row D 'Pair').")
 flags.DEFINE_integer("gallery_size", 15, "M, images (and identities) of a gallery set.", lower_bound=2)
-flags.DEFINE_integer("batch_size", 20, "Combinations (probe + gallery set) per step, over all replicas.",
-                     lower_bound=1)
+declare(flags.DEFINE_integer, "batch_size", 20, "Combinations (probe + gallery set) per step, over all replicas.",
+        lower_bound=1)
 flags.DEFINE_enum("mining", "hard", list(sampling.MINING), "hard: negatives from the probe's L2 nearest neighbours; "
                   "rand: random identities (Table 3 row D, '2-hard' / '2-rand').")
 flags.DEFINE_integer("num_neighbors", sampling.NUM_NEIGHBORS, "Nearest neighbours hard negatives are drawn from.",
-                     lower_bound=1)
+        lower_bound=1)
 flags.DEFINE_integer("num_samples", 500_000, "Size of the fixed pool of combinations (Table 3 '#Sample'); 0 draws a "
                      "new combination for every example.", lower_bound=0)
 flags.DEFINE_integer("refresh_every", 0, "Mine the neighbours again with the current model every this many steps "
                      "(0: once, from the starting model).", lower_bound=0)
-flags.DEFINE_bool("random_erasing", False, "Random erasing (Table 3 'RE').")
+declare(flags.DEFINE_bool, "random_erasing", False, "Random erasing (Table 3 'RE').")
 flags.DEFINE_bool("random_rotation", False, "Random rotation in [-pi/16, pi/16] (Table 3 'RR').")
 
 # Optimizer.
-flags.DEFINE_float("learning_rate", 0.01, "Base learning rate of SGD.")
+declare(flags.DEFINE_float, "learning_rate", 0.01, "Base learning rate of SGD.")
 flags.DEFINE_list("decay_at", ["0.6", "0.8"], "Fractions of --max_steps after which the learning rate is multiplied "
                   "by --decay_factor.")
 flags.DEFINE_float("decay_factor", 0.1, "Learning-rate decay factor.")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
-flags.DEFINE_float("weight_decay", 2e-4, "TF-slim weight decay (L2 loss wd * sum(w^2) / 2 on weight matrices).")
-flags.DEFINE_string("pretrained", None, "TF-slim Inception V1 checkpoint (inception_v1.ckpt); without it the "
-                    "backbone trains from scratch.")
+declare(flags.DEFINE_float, "weight_decay", 2e-4,
+        "TF-slim weight decay (L2 loss wd * sum(w^2) / 2 on weight matrices).")
+declare(flags.DEFINE_string, "pretrained", None, "TF-slim Inception V1 checkpoint (inception_v1.ckpt); without it "
+        "the backbone trains from scratch.")
 flags.DEFINE_bool("cross_replica_batchnorm", True, "With several replicas, batch-norm statistics over the global "
                   "batch (false: per replica).")
 flags.DEFINE_integer("embed_batch_size", 64, "Images per batch when embedding the training set for mining.",
-                     lower_bound=1)
+        lower_bound=1)
 
 # Model (Table 3's columns).
 flags.DEFINE_enum("backbone", "inception_v1", list(BACKBONES), "Feature extractor up to output stride 16.")
