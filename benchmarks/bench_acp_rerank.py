@@ -39,6 +39,8 @@ flags.DEFINE_float("noise", 3.0, "Per-image noise of the synthetic embeddings.")
 flags.DEFINE_integer("batch_size", acp_rerank.DEFAULT_BATCH_SIZE, "Sequences per ACP call.")
 flags.DEFINE_integer("chunk_size", 512, "Rows per chunk of the neighbour pass and the expansion.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic embeddings and of the untrained weights.")
+flags.DEFINE_boolean("append", False, "Add to (replace matching rows of) the existing results instead of "
+                                      "overwriting them.")
 flags.DEFINE_boolean("verbose", True, "Progress bars.")
 flags.DEFINE_string("out_dir", None, "Where acp_rerank.json / .md go (default benchmarks/results).")
 
@@ -82,6 +84,9 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     model = acp_model.build_acp(FLAGS.preset)
     rows = [benchmark_size(int(size), model) for size in FLAGS.sizes]
+    if FLAGS.append:
+        rows = sorted(harness.merge_with_previous(NAME, rows, ("N", "preset", "device"), FLAGS.out_dir),
+                      key=lambda r: (r["N"], r["preset"], r["device"]))
     meta = {"images_per_identity": FLAGS.images_per_identity, "noise": FLAGS.noise, "batch_size": FLAGS.batch_size,
             "chunk_size": FLAGS.chunk_size, "seed": FLAGS.seed,
             "weights": "untrained (timing only); multi-block features cut from the embeddings"}

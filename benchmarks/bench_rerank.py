@@ -15,13 +15,11 @@ lower --dim measures the sparse stages at large N in minutes.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from acp import rerank  # noqa: E402
@@ -104,14 +102,6 @@ def benchmark_size(n: int) -> list[dict]:
     return rows
 
 
-def _previous_rows(out_dir: str) -> list[dict]:
-    path = os.path.join(out_dir, f"{NAME}.json")
-    if not FLAGS.append or not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return json.load(f)["rows"]
-
-
 def main(argv):
     del argv
     unknown = sorted(set(FLAGS.methods) - set(rerank.METHODS))
@@ -120,13 +110,12 @@ def main(argv):
     rows = []
     for size in FLAGS.sizes:
         rows += benchmark_size(int(size))
-    out_dir = FLAGS.out_dir or harness.DEFAULT_OUT_DIR
-    fresh = {(r["N"], r["method"], r["implementation"]) for r in rows}
-    kept = [r for r in _previous_rows(out_dir) if (r["N"], r["method"], r["implementation"]) not in fresh]
+    if FLAGS.append:
+        rows = harness.merge_with_previous(NAME, rows, ("N", "dim", "method", "implementation"), FLAGS.out_dir)
     meta = {"images_per_identity": FLAGS.images_per_identity, "chunk_size": FLAGS.chunk_size,
             "seed": FLAGS.seed, "parameters": "each method's defaults (acp.rerank docstring)"}
-    paths = harness.write_results(NAME, sorted(kept + rows, key=lambda r: (r["N"], r["method"])), meta,
-                                  "Classic re-rankers: time and peak memory against N", out_dir)
+    paths = harness.write_results(NAME, sorted(rows, key=lambda r: (r["N"], r["dim"], r["method"])), meta,
+                                  "Classic re-rankers: time and peak memory against N", FLAGS.out_dir)
     print("wrote", *paths)
 
 

@@ -102,6 +102,22 @@ def _markdown(name: str, title: str, rows: list[dict[str, Any]], meta: dict[str,
     return "\n".join(lines) + "\n"
 
 
+def merge_with_previous(name: str, rows: list[dict[str, Any]], key: tuple[str, ...],
+                        out_dir: str | None = None) -> list[dict[str, Any]]:
+    """`rows` plus the rows of `<out_dir>/<name>.json` whose `key` fields match none of them.
+
+    Large sizes take hours on a CPU, so they are measured one run (one size, one method) at a time and added to
+    the committed table instead of recomputing it.
+    """
+    path = os.path.join(out_dir or DEFAULT_OUT_DIR, f"{name}.json")
+    if not os.path.exists(path):
+        return list(rows)
+    with open(path) as f:
+        previous = json.load(f)["rows"]
+    fresh = {tuple(row.get(k) for k in key) for row in rows}
+    return [row for row in previous if tuple(row.get(k) for k in key) not in fresh] + list(rows)
+
+
 def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any] | None = None, title: str = "",
                   out_dir: str | None = None) -> tuple[str, str]:
     """Write `<out_dir>/<name>.json` and `.md` (rows as a table, plus machine and `meta`); return both paths."""
