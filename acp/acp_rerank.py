@@ -23,6 +23,7 @@ Choices of ours (WORKSPACE.md lists them):
 """
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 import keras
@@ -70,6 +71,24 @@ def check_inputs(model: keras.Model, tables: Mapping[str, np.ndarray], num_rows:
     return checked
 
 
+@functools.lru_cache(maxsize=4)
+def sequence_predictor(model: keras.Model, names: tuple[str, ...], k2: int):
+    """A `tf.function(indices, *tables)` -> s gathering each sequence's per-image inputs (tables in `names` order)
+    on the device and running ACP in inference mode.
+
+    Cached per (model, input names, k2) and traced once: the tables are arguments, not captured constants, so
+    re-ranking split after split (the experiments' tables) reuses one graph instead of retracing ACP per call.
+    """
+    signature = [tf.TensorSpec([None, None], tf.int64)] + [tf.TensorSpec([None, None], tf.float32)] * len(names)
+
+    @tf.function(input_signature=signature)
+    def predict(indices, *tables):
+        gathered = {name: tf.gather(table, indices) for name, table in zip(names, tables)}
+        return model(acp_model.make_inputs(model, gathered, k2), training=False)
+
+    return predict
+
+
 def predict_correlations(model: keras.Model, tables: Mapping[str, np.ndarray], neighbour_idx: np.ndarray,
                          k2: int = DEFAULT_K2, batch_size: int = DEFAULT_BATCH_SIZE, verbose: int = 0) -> np.ndarray:
     """s (M, k1) float32 for the sequences `neighbour_idx` (M, k1) into the per-image `tables` (N, D_j), by name.
@@ -79,18 +98,14 @@ def predict_correlations(model: keras.Model, tables: Mapping[str, np.ndarray], n
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    device_tables = {name: tf.constant(table) for name, table in tables.items()}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64)])
-    def predict(indices):
-        gathered = {name: tf.gather(table, indices) for name, table in device_tables.items()}
-        return model(acp_model.make_inputs(model, gathered, k2), training=False)
-
+    names = tuple(sorted(tables))
+    device_tables = [tf.constant(tables[name]) for name in names]
+    predict = sequence_predictor(model, names, int(k2))
     out = np.empty(neighbour_idx.shape, dtype=np.float32)
     bar = progress(len(neighbour_idx), verbose, "sequences")
     for start in range(0, len(neighbour_idx), batch_size):
         stop = min(start + batch_size, len(neighbour_idx))
-        out[start:stop] = predict(tf.constant(neighbour_idx[start:stop], tf.int64)).numpy()
+        out[start:stop] = predict(tf.constant(neighbour_idx[start:stop], tf.int64), *device_tables).numpy()
         bar.update(stop)
     return out
 

@@ -17,13 +17,14 @@ METRICS = ("euclidean", "sqeuclidean", "cosine")
 def _check(a: np.ndarray, b: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    same = a is b  # a kNN of a set against itself: convert and normalise one copy, not two (800 MB at 100K x 2048)
     a = np.asarray(a, dtype=np.float32)
-    b = np.asarray(b, dtype=np.float32)
+    b = a if same else np.asarray(b, dtype=np.float32)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"features must be 2-D with equal widths, got shapes {a.shape} and {b.shape}")
     if metric == "cosine":
         a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        b = a if same else b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return a, b
 
 

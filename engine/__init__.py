@@ -68,3 +68,5 @@ Typical binary
         trainer = Trainer(strategy, model, optimizer, engine_flags.loop_config_from_flags(), loss_fn=my_loss)
         trainer.fit(lambda start: my_dataset(start, FLAGS.max_steps))
 """
+
+import data  # noqa: F401  (first: sets TensorFlow's load-time defaults before anything loads it)

@@ -6,6 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
+import data  # noqa: E402,F401  (TensorFlow's load-time defaults, as every package of ours sets them)
+
 
 def _split_cpu():
     import tensorflow as tf

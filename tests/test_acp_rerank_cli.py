@@ -54,9 +54,26 @@ def test_acp_reranking_equals_the_dense_step_by_step_reference():
     result = acp_rerank.acp_rerank(data.query, data.gallery, model, k1=7, k2=3, query_inputs=split[0],
                                    gallery_inputs=split[1], batch_size=5, chunk_size=9)
     reference = dense_reference(data.query, data.gallery, blocks, model, 7, 3)
-    np.testing.assert_allclose(result.dense(), reference, atol=2e-5)
+    np.testing.assert_allclose(result.dense() ** 2, reference ** 2, atol=2e-5)  # squared: see below
     # the predicted weights are ACP's, not uniform: AQE over the same neighbourhood ranks differently
     assert not np.allclose(result.dense(), np.asarray(METHODS["aqe"](data.query, data.gallery, k=7)), atol=1e-3)
+
+
+def test_reranking_twice_traces_acp_once_and_reads_the_new_features():
+    keras.utils.set_random_seed(4)
+    model = acp_model.build_acp(acp_model.make_config("basic", **TINY, use_fusion=False, embedding_dim=16))
+    results = []
+    for seed in (5, 6):  # two splits of different sizes, as the experiments' tables re-rank them
+        data = clustered_embeddings(40 + 10 * seed, dim=16, images_per_identity=5, noise=1.0, seed=seed)
+        results.append((data, acp_rerank.acp_rerank(data.query, data.gallery, model, k1=5, k2=2).dense()))
+    predictor = acp_rerank.sequence_predictor(model, (acp_model.EMBEDDING_NAME,), 2)
+    assert predictor.experimental_get_tracing_count() == 1
+    data, second = results[1]
+    everything = np.concatenate([data.query, data.gallery])
+    reference = dense_reference(data.query, data.gallery, {acp_model.EMBEDDING_NAME: everything}, model, 5, 2)
+    # squared: near-duplicates sit at float32 cancellation level (|a|^2 + |b|^2 - 2ab), which the square root
+    # inflates to ~1e-4 whatever the matmul kernel
+    np.testing.assert_allclose(second ** 2, reference ** 2, atol=2e-5)
 
 
 def test_default_k1_is_gallery_images_per_identity():

@@ -1,5 +1,8 @@
 """engine/: strategies, distributed-step equivalence, resume after a kill, summaries, progress, flags helpers."""
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -255,3 +258,15 @@ def test_common_flags_declare_once_and_build_the_loop_config(tmp_path):
             engine_flags.define_common_flags(max_stepz=1)
     finally:
         fv.unparse_flags()
+
+
+@pytest.mark.parametrize("package", ["acp", "kvmmn", "engine"])
+@pytest.mark.parametrize("user_setting,expected", [(None, "1"), ("0", "0")])
+def test_importing_a_package_turns_onednn_on_before_tensorflow_loads_unless_the_user_chose(package, user_setting,
+                                                                                           expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_setting
+    code = f"import os, {package}; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

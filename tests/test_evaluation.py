@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import run as benchmarks_run
+from data import distance
 from data.distance import pairwise_distance
 from data.evaluation import evaluate, evaluate_features, format_results
 
@@ -167,6 +168,36 @@ def test_features_path_equals_dense_path(metric, protocol):
     assert chunked["mAP"] == pytest.approx(dense["mAP"])
     assert chunked["mINP"] == pytest.approx(dense["mINP"])
     assert chunked["num_queries"] == dense["num_queries"]
+
+
+@pytest.mark.parametrize("metric", distance.METRICS)
+def test_knn_equals_a_numpy_sort_of_the_dense_distances(metric):
+    rng = np.random.default_rng(7)
+    reference_rows = rng.normal(size=(37, 5))  # float64: converted once
+    query = rng.normal(size=(11, 5))
+    for a, b in ((query, reference_rows), (reference_rows, reference_rows)):
+        dists, idx = distance.knn(a, b, k=6, metric=metric, chunk_size=4)
+        if metric == "cosine":
+            unit = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in (a, b)]
+            dense = 1.0 - unit[0] @ unit[1].T
+        else:
+            dense = ((a[:, None] - b[None]) ** 2).sum(-1)
+            dense = np.sqrt(dense) if metric == "euclidean" else dense
+        np.testing.assert_array_equal(idx, np.argsort(dense, axis=1, kind="stable")[:, :6])
+        # squared for euclidean: a row's distance to itself is float32 cancellation noise, ~1e-3 after the root
+        power = 2 if metric == "euclidean" else 1
+        np.testing.assert_allclose(dists ** power, np.sort(dense, axis=1)[:, :6] ** power, atol=1e-5)
+    with pytest.raises(ValueError, match="k=38 must be between 1 and the number of reference rows"):
+        distance.knn(query, reference_rows, k=38)
+
+
+def test_a_set_against_itself_is_converted_and_normalised_once():
+    x = np.random.default_rng(8).normal(size=(9, 4))  # at 100K x 2048 a second copy is another 800 MB
+    a, b = distance._check(x, x, "cosine")
+    assert a is b
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    a, b = distance._check(x, x.copy(), "cosine")
+    assert a is not b
 
 
 @pytest.mark.parametrize("kwargs,message", [
