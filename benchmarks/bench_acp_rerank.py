@@ -74,7 +74,8 @@ def benchmark_size(n: int, model: keras.Model) -> dict:
            "k1": k1, "k2": FLAGS.k2, "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
            "rerank_s": round(out["rerank_s"], 2), "evaluate_s": round(out["evaluate_s"], 2),
            "total_s": round(out["rerank_s"] + out["evaluate_s"], 2),
-           "peak_extra_mb": round(timing["peak_extra_mb"], 1), "mAP_untrained": round(100 * out["metrics"]["mAP"], 2)}
+           "peak_extra_mb": round(timing["peak_extra_mb"], 1), "mAP_untrained": round(100 * out["metrics"]["mAP"], 2),
+           "onednn": harness.onednn_setting()}
     print(row)
     return row
 

@@ -49,7 +49,7 @@ def _row(n, data, method, implementation, rerank_s, evaluate_s, peak_mb, metrics
             "noise": FLAGS.noise, "method": method, "implementation": implementation, "rerank_s": round(rerank_s, 2),
             "evaluate_s": round(evaluate_s, 2), "total_s": round(rerank_s + evaluate_s, 2),
             "peak_extra_mb": round(peak_mb, 1), "mAP": round(100 * metrics["mAP"], 2),
-            "rank1": round(100 * float(metrics["cmc"][0]), 2)}
+            "rank1": round(100 * float(metrics["cmc"][0]), 2), "onednn": harness.onednn_setting()}
 
 
 def _timed(run_method, labels):

@@ -34,7 +34,14 @@ def machine() -> dict[str, Any]:
         tf = sys.modules["tensorflow"]
         info["tensorflow"] = tf.__version__
         info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+        info["onednn"] = onednn_setting()
     return info
+
+
+def onednn_setting() -> str:
+    """TF_ENABLE_ONEDNN_OPTS as TensorFlow read it ("1" unless the user chose: see data/__init__.py): it changes
+    CPU matmul speed ~2x, so rows merged from several runs (`merge_with_previous`) each carry it."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
 
 
 def _rss_bytes() -> int:
