@@ -4,6 +4,11 @@ invariance, mAP gains on a clustered problem, and clear errors on bad input.
 The dense references below are written from the papers and the authors' released algorithms (loops and N x N
 numpy arrays, float64), independently of the sparse implementations they check.
 """
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -326,3 +331,26 @@ def test_methods_table_is_uniform(small):
         result = rerank.rerank(name, small.query, small.gallery, chunk_size=40)
         assert isinstance(result, rerank.RerankedDistances)
         assert result.shape == (len(small.query), len(small.gallery))
+
+
+def test_rerank_benchmarks_add_one_run_at_a_time_with_append(tmp_path):
+    """Large sizes are measured one method per run (hours on a CPU); --append merges each run into the table."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def bench(module, *flags):
+        subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--verbose=false", f"--out_dir={tmp_path}",
+                        *flags], cwd=root, check=True, capture_output=True)
+        return json.loads((tmp_path / f"{module[len('bench_'):]}.json").read_text())["rows"]
+
+    classic = ("--sizes=200", "--dim=16", "--noise=1.0", "--dense_max=0")
+    bench("bench_rerank", *classic, "--methods=aqe")
+    rows = bench("bench_rerank", *classic, "--methods=ecn", "--append")
+    assert [r["method"] for r in rows] == ["aqe", "baseline", "ecn"]  # the second run's baseline replaced the first
+    assert all(r["onednn"] == os.environ["TF_ENABLE_ONEDNN_OPTS"] and r["N"] == 200 and r["dim"] == 16 for r in rows)
+    assert rows[0]["mAP"] > rows[1]["mAP"]  # AQE helps on clustered embeddings
+    assert [r["method"] for r in bench("bench_rerank", *classic, "--methods=ecn")] == ["baseline", "ecn"]
+
+    bench("bench_acp_rerank", "--sizes=200")
+    rows = bench("bench_acp_rerank", "--sizes=150", "--append")
+    assert [(r["N"], r["k1"]) for r in rows] == [(150, 9), (200, 9)]  # N/C of the gallery
+    assert all(r["peak_extra_mb"] >= 0 and r["rerank_s"] > 0 for r in rows)
