@@ -14,7 +14,6 @@ memory above what the embeddings and features already hold. Runs on the GPU by i
 from __future__ import annotations
 
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,24 +24,16 @@ from absl import app, flags  # noqa: E402
 
 from acp import acp_rerank  # noqa: E402
 from acp import model as acp_model  # noqa: E402
-from acp.rerank import evaluate_reranked  # noqa: E402
 from acp.rerank.synthetic import clustered_embeddings  # noqa: E402
-from benchmarks import harness  # noqa: E402
+from benchmarks import harness, rerank_common  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["2000"], "N = query + gallery embeddings, one run per size.")
+rerank_common.define_flags("acp_rerank", "Seed of the synthetic embeddings and of the untrained weights.",
+                           "Rows per chunk of the neighbour pass and the expansion.")
 flags.DEFINE_enum("preset", "basic", sorted(acp_model.PRESETS), "ACP preset (Table II).")
 flags.DEFINE_integer("k1", 0, "Neighbourhood size; 0: N/C of the synthetic gallery (acp_rerank.default_k1).")
 flags.DEFINE_integer("k2", acp_rerank.DEFAULT_K2, "Refinement length.")
-flags.DEFINE_integer("images_per_identity", 10, "Images per identity (N / C).")
-flags.DEFINE_float("noise", 3.0, "Per-image noise of the synthetic embeddings.")
 flags.DEFINE_integer("batch_size", acp_rerank.DEFAULT_BATCH_SIZE, "Sequences per ACP call.")
-flags.DEFINE_integer("chunk_size", 512, "Rows per chunk of the neighbour pass and the expansion.")
-flags.DEFINE_integer("seed", 0, "Seed of the synthetic embeddings and of the untrained weights.")
-flags.DEFINE_boolean("append", False, "Add to (replace matching rows of) the existing results instead of "
-                                      "overwriting them.")
-flags.DEFINE_boolean("verbose", True, "Progress bars.")
-flags.DEFINE_string("out_dir", None, "Where acp_rerank.json / .md go (default benchmarks/results).")
 
 NAME = "acp_rerank"
 BLOCK_SLICES = {"f3": slice(0, 512), "f4": slice(512, 1536), "f5": slice(0, 2048)}
@@ -58,24 +49,14 @@ def benchmark_size(n: int, model: keras.Model) -> dict:
     labels = (data.q_pids, data.g_pids, data.q_camids, data.g_camids)
     query_inputs, gallery_inputs = multi_block(data.query), multi_block(data.gallery)
     k1 = FLAGS.k1 or acp_rerank.default_k1(data.g_pids)
-    out = {}
-
-    def work():
-        start = time.perf_counter()
-        distances = acp_rerank.acp_rerank(data.query, data.gallery, model, k1, FLAGS.k2, query_inputs, gallery_inputs,
-                                          batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
-                                          verbose=int(FLAGS.verbose))
-        out["rerank_s"] = time.perf_counter() - start
-        out["metrics"] = evaluate_reranked(distances, *labels, verbose=int(FLAGS.verbose))
-        out["evaluate_s"] = time.perf_counter() - start - out["rerank_s"]
-
-    timing = harness.measure(work)
+    timing = rerank_common.timed(
+        lambda: acp_rerank.acp_rerank(data.query, data.gallery, model, k1, FLAGS.k2, query_inputs, gallery_inputs,
+                                      batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
+                                      verbose=int(FLAGS.verbose)), labels)
+    metrics = timing.pop("metrics")
     row = {"N": n, "queries": len(data.query), "gallery": len(data.gallery), "dim": 2048, "preset": FLAGS.preset,
            "k1": k1, "k2": FLAGS.k2, "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
-           "rerank_s": round(out["rerank_s"], 2), "evaluate_s": round(out["evaluate_s"], 2),
-           "total_s": round(out["rerank_s"] + out["evaluate_s"], 2),
-           "peak_extra_mb": round(timing["peak_extra_mb"], 1), "mAP_untrained": round(100 * out["metrics"]["mAP"], 2),
-           "onednn": harness.onednn_setting()}
+           **timing, "mAP_untrained": round(100 * metrics["mAP"], 2), "onednn": harness.onednn_setting()}
     print(row)
     return row
 
@@ -85,16 +66,11 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     model = acp_model.build_acp(FLAGS.preset)
     rows = [benchmark_size(int(size), model) for size in FLAGS.sizes]
-    if FLAGS.append:
-        rows = sorted(harness.merge_with_previous(NAME, rows, ("N", "preset", "device"), FLAGS.out_dir),
-                      key=lambda r: (r["N"], r["preset"], r["device"]))
     meta = {"images_per_identity": FLAGS.images_per_identity, "noise": FLAGS.noise, "batch_size": FLAGS.batch_size,
             "chunk_size": FLAGS.chunk_size, "seed": FLAGS.seed,
             "weights": "untrained (timing only); multi-block features cut from the embeddings"}
-    paths = harness.write_results(NAME, rows, meta, "ACP re-ranking (Eq. 1): time and peak memory against N",
-                                  FLAGS.out_dir)
-    print("wrote", *paths)
-
+    rerank_common.write(NAME, rows, ("N", "preset", "device"), meta,
+                        "ACP re-ranking (Eq. 1): time and peak memory against N")
 
 if __name__ == "__main__":
     app.run(main)

@@ -24,47 +24,25 @@ from absl import app, flags  # noqa: E402
 
 from acp import rerank  # noqa: E402
 from acp.rerank.synthetic import clustered_embeddings  # noqa: E402
-from benchmarks import harness  # noqa: E402
+from benchmarks import harness, rerank_common  # noqa: E402
 from data import distance, evaluation  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["2000"], "N = query + gallery embeddings, one run per size.")
+rerank_common.define_flags("rerank", "Seed of the synthetic embeddings.", "Rows per chunk of every neighbour pass.")
 flags.DEFINE_integer("dim", 2048, "Embedding width.")
 flags.DEFINE_list("methods", sorted(rerank.METHODS), "Re-rankers to time (names of acp.rerank.METHODS).")
-flags.DEFINE_integer("images_per_identity", 10, "Images per identity (N / C).")
-flags.DEFINE_float("noise", 3.0, "Per-image noise of the synthetic embeddings (sets the baseline mAP).")
-flags.DEFINE_integer("chunk_size", 512, "Rows per chunk of every neighbour pass.")
 flags.DEFINE_integer("dense_max", 5000, "Largest N at which the dense reference ports also run (0: never).")
-flags.DEFINE_integer("seed", 0, "Seed of the synthetic embeddings.")
-flags.DEFINE_boolean("append", False, "Add to (replace matching rows of) the existing results instead of "
-                                      "overwriting them.")
-flags.DEFINE_boolean("verbose", True, "Progress bars.")
-flags.DEFINE_string("out_dir", None, "Where rerank.json / .md go (default benchmarks/results).")
 
 NAME = "rerank"
 
 
-def _row(n, data, method, implementation, rerank_s, evaluate_s, peak_mb, metrics):
+def _row(n, data, method, implementation, timing):
+    metrics = timing["metrics"]
     return {"N": n, "queries": len(data.query), "gallery": len(data.gallery), "dim": data.query.shape[1],
-            "noise": FLAGS.noise, "method": method, "implementation": implementation, "rerank_s": round(rerank_s, 2),
-            "evaluate_s": round(evaluate_s, 2), "total_s": round(rerank_s + evaluate_s, 2),
-            "peak_extra_mb": round(peak_mb, 1), "mAP": round(100 * metrics["mAP"], 2),
+            "noise": FLAGS.noise, "method": method, "implementation": implementation,
+            "rerank_s": timing["rerank_s"], "evaluate_s": timing["evaluate_s"], "total_s": timing["total_s"],
+            "peak_extra_mb": timing["peak_extra_mb"], "mAP": round(100 * metrics["mAP"], 2),
             "rank1": round(100 * float(metrics["cmc"][0]), 2), "onednn": harness.onednn_setting()}
-
-
-def _timed(run_method, labels):
-    """(rerank seconds, evaluate seconds, peak extra MB, metrics) of run_method() -> distances, then evaluation."""
-    out = {}
-
-    def work():
-        start = time.perf_counter()
-        distances = run_method()
-        out["rerank_s"] = time.perf_counter() - start
-        out["metrics"] = rerank.evaluate_reranked(distances, *labels, verbose=int(FLAGS.verbose))
-        out["evaluate_s"] = time.perf_counter() - start - out["rerank_s"]
-
-    timing = harness.measure(work)
-    return out["rerank_s"], out["evaluate_s"], timing["peak_extra_mb"], out["metrics"]
 
 
 def _dense_ports(data):
@@ -87,17 +65,21 @@ def benchmark_size(n: int) -> list[dict]:
     labels = (data.q_pids, data.g_pids, data.q_camids, data.g_camids)
     start = time.perf_counter()
     baseline = evaluation.evaluate_features(data.query, data.gallery, *labels)
-    rows = [_row(n, data, "baseline", "original distances", 0.0, time.perf_counter() - start, 0.0, baseline)]
+    baseline_s = round(time.perf_counter() - start, 2)
+    rows = [_row(n, data, "baseline", "original distances", {"rerank_s": 0.0, "evaluate_s": baseline_s,
+                                                            "total_s": baseline_s, "peak_extra_mb": 0.0,
+                                                            "metrics": baseline})]
     print(f"N={n}: baseline mAP {100 * baseline['mAP']:.2f}")
     for method in FLAGS.methods:
-        timed = _timed(lambda: rerank.rerank(method, data.query, data.gallery, chunk_size=FLAGS.chunk_size,
-                                             verbose=int(FLAGS.verbose)), labels)
-        rows.append(_row(n, data, method, "sparse (acp.rerank)", *timed))
+        timing = rerank_common.timed(lambda: rerank.rerank(method, data.query, data.gallery,
+                                                           chunk_size=FLAGS.chunk_size, verbose=int(FLAGS.verbose)),
+                                     labels)
+        rows.append(_row(n, data, method, "sparse (acp.rerank)", timing))
         print(rows[-1])
     if n <= FLAGS.dense_max:
         for method, port in _dense_ports(data):
             if method in FLAGS.methods:
-                rows.append(_row(n, data, method, "dense reference port", *_timed(port, labels)))
+                rows.append(_row(n, data, method, "dense reference port", rerank_common.timed(port, labels)))
                 print(rows[-1])
     return rows
 
@@ -110,14 +92,10 @@ def main(argv):
     rows = []
     for size in FLAGS.sizes:
         rows += benchmark_size(int(size))
-    if FLAGS.append:
-        rows = harness.merge_with_previous(NAME, rows, ("N", "dim", "method", "implementation"), FLAGS.out_dir)
     meta = {"images_per_identity": FLAGS.images_per_identity, "chunk_size": FLAGS.chunk_size,
             "seed": FLAGS.seed, "parameters": "each method's defaults (acp.rerank docstring)"}
-    paths = harness.write_results(NAME, sorted(rows, key=lambda r: (r["N"], r["dim"], r["method"])), meta,
-                                  "Classic re-rankers: time and peak memory against N", FLAGS.out_dir)
-    print("wrote", *paths)
-
+    rerank_common.write(NAME, rows, ("N", "dim", "method", "implementation"), meta,
+                        "Classic re-rankers: time and peak memory against N")
 
 if __name__ == "__main__":
     app.run(main)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -56,12 +57,14 @@ def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str = "euclidean", c
     return out
 
 
-def knn(query: np.ndarray, reference: np.ndarray, k: int, metric: str = "euclidean",
-        chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def knn(query: np.ndarray, reference: np.ndarray, k: int, metric: str = "euclidean", chunk_size: int = 1024,
+        with_row_max: bool = False, verbose: int = 0) -> tuple[np.ndarray, ...]:
     """The k nearest rows of `reference` for every row of `query`, nearest first.
 
-    Returns (distances float32 (n, k), indices int64 (n, k)). A query row that is also in `reference` finds
-    itself at distance ~0. Ties are broken by top-k's order (lower index first).
+    Returns (distances float32 (n, k), indices int64 (n, k)), plus row_max float32 (n,) with `with_row_max`: the
+    largest distance from each query row to any reference row, gathered in the same pass (k-reciprocal and SCA
+    normalise by it). A query row that is also in `reference` finds itself at distance ~0. Ties are broken by
+    top-k's order (lower index first). `verbose` shows a progress bar over query rows.
     """
     query, reference = _check(query, reference, metric)
     if not 1 <= k <= len(reference):
@@ -70,10 +73,15 @@ def knn(query: np.ndarray, reference: np.ndarray, k: int, metric: str = "euclide
     ref_sqnorm = tf.reduce_sum(ref_t * ref_t, axis=1)
     dists = np.empty((len(query), k), dtype=np.float32)
     idx = np.empty((len(query), k), dtype=np.int64)
+    row_max = np.empty(len(query), dtype=np.float32) if with_row_max else None
+    bar = keras.utils.Progbar(len(query), verbose=1 if verbose else 0, unit_name="neighbour rows")
     for start in range(0, len(query), chunk_size):
         stop = min(start + chunk_size, len(query))
         block = _distance_block(tf.constant(query[start:stop]), ref_t, ref_sqnorm, metric)
+        if with_row_max:
+            row_max[start:stop] = tf.reduce_max(block, axis=1).numpy()
         neg, top = tf.math.top_k(-block, k=k, sorted=True)
         dists[start:stop] = -neg.numpy()
         idx[start:stop] = top.numpy()
-    return dists, idx
+        bar.update(stop)
+    return (dists, idx, row_max) if with_row_max else (dists, idx)

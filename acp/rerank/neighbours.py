@@ -1,8 +1,8 @@
 """Input checks and the one chunked pass over all embeddings that every re-ranker starts from.
 
 Every classic re-ranker (and ACP's Eq. 1) looks at the nearest neighbours of each of the N = Q + G query and
-gallery embeddings among all N. `nearest` finds them with one pass over row chunks, each a distance block of
-`data.distance` (matmul on TensorFlow, a GPU when one is visible) reduced on the device to its top-k and, when
+gallery embeddings among all N. `nearest` finds them with `data.distance.knn`'s one pass over row chunks, each a
+distance block (matmul on TensorFlow, a GPU when one is visible) reduced on the device to its top-k and, when
 asked, its row maxima (which k-reciprocal and SCA divide by), so memory stays O(chunk_size x N + N x k) and no
 block makes a round trip through NumPy.
 `neighbour_matrix` turns neighbour lists into the sparse N x N operators (weights, local query expansion) the
@@ -15,9 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-# data.distance's block kernel and input check, shared so that both passes compute identical distances.
-from data.distance import _check as check_metric_inputs
-from data.distance import _distance_block as distance_block
+from data.distance import knn
 
 DEFAULT_CHUNK_SIZE = 512  # rows per distance chunk: 512 x 100K float32 = 200 MB
 _CHECK_ROWS = 8192
@@ -93,28 +91,12 @@ def nearest(features: np.ndarray, k: int, metric: str, chunk_size: int = DEFAULT
             with_row_max: bool = False, verbose: int = 0):
     """The k nearest rows of `features` to each row of `features` (itself included), nearest first.
 
-    Returns (distances float32 (N, k), indices int64 (N, k), row_max float32 (N,) or None). Ties are broken
-    by the lower index, as `data.distance.knn` does. `row_max[i]` is the largest distance from row i to any row:
-    the column maximum of the full matrix that k-reciprocal and SCA normalise by, gathered in the same pass.
+    Returns (distances float32 (N, k), indices int64 (N, k), row_max float32 (N,) or None): `data.distance.knn` of
+    the set against itself, so ties go to the lower index. `row_max[i]` is the largest distance from row i to any
+    row: the column maximum of the full matrix that k-reciprocal and SCA normalise by, gathered in the same pass.
     """
-    features, _ = check_metric_inputs(features, features, metric)
-    n = len(features)
-    distances = np.empty((n, k), dtype=np.float32)
-    indices = np.empty((n, k), dtype=np.int64)
-    row_max = np.empty(n, dtype=np.float32) if with_row_max else None
-    reference = tf.constant(features)
-    reference_sqnorm = tf.reduce_sum(reference * reference, axis=1)
-    bar = progress(n, verbose, "neighbour rows")
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        block = distance_block(tf.constant(features[start:stop]), reference, reference_sqnorm, metric)
-        if with_row_max:
-            row_max[start:stop] = tf.reduce_max(block, axis=1).numpy()
-        neg, top = tf.math.top_k(-block, k=k, sorted=True)
-        distances[start:stop] = -neg.numpy()
-        indices[start:stop] = top.numpy()
-        bar.update(stop)
-    return distances, indices, row_max
+    found = knn(features, features, k, metric, chunk_size, with_row_max, verbose)
+    return found if with_row_max else (*found, None)
 
 
 def pair_sqdistances(features: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
