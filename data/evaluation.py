@@ -237,3 +237,31 @@ def format_results(result: dict, ranks=(1, 5, 10, 20)) -> str:
     lines += [f"Rank-{r:<3d} {100 * result['cmc'][r - 1]:.1f}%" for r in ranks if r <= len(result["cmc"])]
     lines.append(f"({result['num_queries']} queries evaluated, {result['num_skipped']} skipped)")
     return "\n".join(lines)
+
+
+def ranked_top_k(distmat, k: int, q_pids=None, g_pids=None, q_camids=None, g_camids=None,
+                 protocol: str = "market1501") -> np.ndarray:
+    """The first `k` gallery indices of each query's ranking, [Q, k] int64, in rank order (ties by gallery index),
+    as the evaluation sees the ranking: with labels, the `market1501` and `single_shot` protocols first remove the
+    gallery items of the query's identity seen by the query's camera (they count neither as hits nor as misses).
+    Without labels nothing is removed. Rows with fewer than `k` kept items are padded with -1.
+    """
+    distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat must be 2-D, got shape {distmat.shape}")
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    labelled = q_pids is not None and g_pids is not None and q_camids is not None and g_camids is not None
+    if labelled:
+        acc = _Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, 1, 1, 0)  # checks the labels
+        if distmat.shape != (len(acc.q_pids), len(acc.g_pids)):
+            raise ValueError(f"distmat has shape {distmat.shape} but q_pids / g_pids give "
+                             f"({len(acc.q_pids)}, {len(acc.g_pids)})")
+    top = np.full((len(distmat), k), -1, dtype=np.int64)
+    for q, row in enumerate(distmat):
+        order = np.argsort(row, kind="stable")
+        if labelled and protocol != "vehicleid":
+            removed = (acc.g_pids[order] == acc.q_pids[q]) & (acc.g_camids[order] == acc.q_camids[q])
+            order = order[~removed]
+        top[q, :min(k, len(order))] = order[:k]
+    return top

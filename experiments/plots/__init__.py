@@ -13,7 +13,7 @@ them.
 """
 from __future__ import annotations
 
-import os
+from engine.atomic import atomic_path
 
 INSTALL_HINT = "pip install 'reid-kvmmn-acp[plots]' (or: pip install matplotlib scikit-learn)"
 
@@ -45,9 +45,11 @@ def tsne_class():
 
 
 def save(figure, path: str, dpi: int = 120) -> str:
-    """Write `figure` as a PNG to `path` (folders created) and close it."""
+    """Write `figure` as a PNG to `path` (atomically, folders created) and close it."""
     plt = pyplot()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(figure)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format="png")
+    finally:
+        plt.close(figure)
     return path
