@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench mutation clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15 tests
+
+# Deliberate bugs (tests/mutations.py) applied to a temporary copy: does the suite catch each? Not part of `make test`.
+mutation: $(STAMP)
+	$(PY) -m tests.mutation_check
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
