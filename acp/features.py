@@ -1,4 +1,4 @@
-"""The feature file: what a re-ID baseline hands to ACP and the classic re-rankers (DESIGN.md, "How data flows").
+"""The feature file: what a re-ID baseline hands to ACP and the classic re-rankers.
 
 Schema, format version 1 (a NumPy `.npz`, uncompressed; N images of one dataset split):
 

@@ -1,4 +1,4 @@
-"""Distances and k-nearest neighbours in chunks: nothing quadratic in memory (DESIGN.md, "Large galleries").
+"""Distances and k-nearest neighbours in chunks: nothing quadratic in memory.
 
 Rows of the left operand are processed `chunk_size` at a time with one matmul and one top-k per chunk, so a
 100K x 100K problem needs O(chunk_size x N) memory. TensorFlow runs the matmul and top-k, on a GPU when one is

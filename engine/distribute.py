@@ -1,4 +1,4 @@
-"""The tf.distribute strategy chosen by the `--strategy` flag (DESIGN.md, "Decisions already taken").
+"""The tf.distribute strategy chosen by the `--strategy` flag (tested on a CPU split into two logical devices).
 
 - `one_device`: the first GPU, else the CPU.
 - `mirrored`: synchronous data parallelism over every visible GPU of this machine (the KVM-MN paper trained on

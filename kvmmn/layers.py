@@ -39,9 +39,10 @@ class PositionEmbedding2D(keras.layers.Layer):
         p(2i)         = sin(x / 10000^(4i/d))      p(2i + d/2)     = sin(y / 10000^(4i/d))
         p(2i + 1)     = cos(x / 10000^(4i/d))      p(2i + 1 + d/2) = cos(y / 10000^(4i/d))
 
-    so the first d/2 channels encode x and the last d/2 encode y. The paper writes i = 1, ..., d/4, which would
-    put the x channels 2i + 1 = d/2 + 1 on top of the y channels; i = 0, ..., d/4 - 1 is the reading under which
-    the two halves tile the d channels exactly (DESIGN.md, "Reading the papers"). d must be a multiple of 4.
+    so the first d/2 channels encode x and the last d/2 encode y. The paper writes i = 1, ..., d/4: taken
+    literally, channels 0 and 1 stay empty and i = d/4 writes y to channels d and d + 1, which do not exist; with
+    i = 0, ..., d/4 - 1 the two halves tile the d channels exactly (WORKSPACE.md, "Readings of the papers").
+    d must be a multiple of 4.
 
     Input and output: [batch, rows, cols, d]. No weights; rows and cols may be unknown until call time.
     """

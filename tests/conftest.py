@@ -1,5 +1,5 @@
 """Test-wide set-up: quiet TensorFlow, and the CPU split into two logical devices before TensorFlow starts, so
-that tf.distribute tests can run two replicas on a CPU-only machine (DESIGN.md, "Decisions already taken")."""
+that tf.distribute tests can run two replicas on a CPU-only machine."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
