@@ -119,7 +119,10 @@ def test_pk_sampler():
         runs = labels[batch].reshape(3, 4)
         assert (runs == runs[:, :1]).all() and len(set(runs[:, 0])) == 3  # P runs of K, distinct identities
         for run, pid in zip(batch.reshape(3, 4), runs[:, 0]):
-            assert len(set(run)) == (4 if pid != 9 else len(set(run)))  # without replacement when possible
+            if pid != 9:
+                assert len(set(run)) == 4  # without replacement when the identity has K images
+            else:  # 2 images for K = 4: drawn with replacement, from that identity's images only
+                assert set(run) <= set(np.flatnonzero(labels == 9))
         seen += list(runs[:, 0])
     assert len(set(seen)) == 9  # one epoch visits 9 distinct identities (10 // 3 * 3)
     np.testing.assert_array_equal(sampler.indices(5), baseline.PKSampler(labels, 3, 4, seed=1).indices(5))
@@ -211,3 +214,22 @@ def test_restore_refuses_a_checkpoint_of_another_configuration(tmp_path):
         baseline.save_model_config(config, str(tmp_path))
 
 
+
+
+def test_eval_every_holds_out_identities_and_writes_validation_scalars(tiny_root, tmp_path):
+    from engine import distribute, summaries, validation
+    from engine.train_loop import LoopConfig
+
+    record = datasets.load("synthetic", tiny_root, progress=False, **SYNTHETIC)
+    recipe = baseline.Recipe(num_identities=4, num_instances=2, epochs=1, warmup_epochs=0, decay_epochs=(),
+                             eval_every=1)
+    config = baseline.ModelConfig(num_classes=record.num_train_pids, image_size=(64, 32), blocks=TINY)
+    loop = LoopConfig(str(tmp_path / "bl"), 2, checkpoint_every=2, log_every=1, show_progress=False)
+    baseline.train(record, config, recipe, loop, distribute.make_strategy("one_device"), seed=0)
+    train_samples, held_out = validation.split_samples(record.train, 0)
+    # the classifier has one class per identity trained on; the held-out ones are not among them
+    assert baseline.load_model_config(str(tmp_path / "bl")).num_classes == len({s.pid for s in train_samples}) \
+        == record.num_train_pids - validation.num_held_out(record.num_train_pids)
+    scalars = summaries.read_scalars(str(tmp_path / "bl" / "train"))
+    for name in ("val/mAP", "val/rank1", "val/mINP"):
+        assert [step for step, _ in scalars[name]] == [1, 2] and all(0 < v <= 1 for _, v in scalars[name]), name
