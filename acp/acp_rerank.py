@@ -17,9 +17,13 @@ Choices of ours (WORKSPACE.md lists them):
   re-ranked distance is the Euclidean distance between the unit vectors p* (it ranks like the cosine distance).
 - The neighbours are searched with `metric` on the embeddings as given (default "cosine", FastReID's test metric;
   "euclidean" ranks the raw, unnormalised embeddings), the metric the training sequences were mined with.
-- k1 defaults to N/C of the gallery (`default_k1`: gallery images / distinct gallery identities, rounded, at
-  least 1; distractor identities count like any other), as Sec. IV-B2 sets it; k2 defaults to 6 (Table IV) and
-  is clipped to k1 (the model clips it too: the refinement sequence is then the whole neighbourhood).
+- k1 defaults to N/C of the gallery (`default_k1`: gallery images / distinct gallery identities, rounded;
+  distractor identities count like any other), as Sec. IV-B2 sets it, but at least MIN_K1 = 2: on a gallery of
+  one image per identity (CUHK03's single-shot protocol, VehicleID) N/C is 1, and Eq. 1 over a neighbourhood of
+  the image alone returns every embedding unchanged, i.e. the baseline. Two is the smallest neighbourhood that
+  re-ranks, and the size of a true match's group in such a gallery (the query and its one gallery image).
+  `k1_floor_note` says when the floor applies. k2 defaults to 6 (Table IV) and is clipped to k1 (the model clips
+  it too: the refinement sequence is then the whole neighbourhood).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from typing import Mapping
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from acp import features as feature_files
 from acp import model as acp_model
@@ -37,15 +42,31 @@ from acp.rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, l2_normalize,
 from acp.sequences import probe_first
 
 DEFAULT_K2 = 6
+MIN_K1 = 2  # the smallest neighbourhood that changes anything (see the module docstring)
 DEFAULT_BATCH_SIZE = 256  # sequences per ACP call: 256 x k1 x 3584 gathered floats (k1 = 25: 92 MB)
 
 
-def default_k1(gallery_pids) -> int:
-    """N/C: gallery images per gallery identity (ACP Sec. IV-B2), rounded to the nearest integer, at least 1."""
+def images_per_identity(gallery_pids) -> float:
+    """N/C: gallery images per distinct gallery identity (ACP Sec. IV-B2)."""
     gallery_pids = np.asarray(gallery_pids)
     if gallery_pids.size == 0:
-        raise ValueError("default_k1 needs gallery identities, got an empty gallery")
-    return max(1, int(round(len(gallery_pids) / len(np.unique(gallery_pids)))))
+        raise ValueError("N/C needs gallery identities, got an empty gallery")
+    return len(gallery_pids) / len(np.unique(gallery_pids))
+
+
+def default_k1(gallery_pids) -> int:
+    """N/C (`images_per_identity`) rounded to the nearest integer, at least MIN_K1 (module docstring)."""
+    return max(MIN_K1, int(round(images_per_identity(gallery_pids))))
+
+
+def k1_floor_note(name: str, gallery_pids) -> str | None:
+    """The line that says why parameter `name` is MIN_K1 rather than N/C, or None when N/C is at least MIN_K1."""
+    ratio = images_per_identity(gallery_pids)
+    if int(round(ratio)) >= MIN_K1:
+        return None
+    return (f"{name}={MIN_K1}: N/C of the gallery is {ratio:.2f} (about one image per identity), and a "
+            f"neighbourhood of {int(round(ratio))} (the image itself) would leave every embedding unchanged, i.e. "
+            f"return the baseline; raised to {MIN_K1}, the smallest that re-ranks")
 
 
 def check_inputs(model: keras.Model, tables: Mapping[str, np.ndarray], num_rows: int) -> dict[str, np.ndarray]:
@@ -172,7 +193,10 @@ def rerank_feature_sets(query: feature_files.FeatureSet, gallery: feature_files.
     """
     if not len(query) or not len(gallery):
         raise ValueError(f"{query.origin}: needs query and gallery rows, has {len(query)} and {len(gallery)}")
-    k1 = default_k1(gallery.pid) if k1 is None else k1
+    if k1 is None:
+        k1, note = default_k1(gallery.pid), k1_floor_note("k1", gallery.pid)
+        if note:
+            logging.warning("ACP re-ranking: %s", note)
     names = [t.name for t in model.inputs if t.name not in (acp_model.MASK_NAME, acp_model.K2_NAME)]
     if any(name in feature_files.MULTI_BLOCK_WIDTHS for name in names) and not gallery.has_multi_block:
         raise ValueError(f"{gallery.origin}: the ACP model uses multi-block fusion, but the file has no f3, f4, f5 "

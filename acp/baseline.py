@@ -40,8 +40,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data.pipeline import IMAGENET_MEAN, IMAGENET_STD, augment_and_normalize, decode, resize
-from engine import precision
+from data.evaluation import evaluate_features
+from data.pipeline import IMAGENET_MEAN, IMAGENET_STD, augment_and_normalize, decode, make_dataset, resize
+from engine import precision, validation
 from engine.schedules import LinearWarmup
 from engine.train_loop import Trainer, steps_dataset
 
@@ -343,6 +344,7 @@ class Recipe:
     triplet_margin: float = 0.3
     flip: bool = True
     random_erasing: bool = True
+    eval_every: int = 0  # > 0: hold out training identities, evaluate on them every this many steps
 
     def schedule(self, steps_per_epoch: int):
         """Linear warm-up, then the rate times decay_gamma at each of decay_epochs."""
@@ -403,13 +405,41 @@ def make_train_data(samples, sampler: PKSampler, image_size, seed: int, stop_ste
     return make_data
 
 
+def make_validation(model: keras.Model, query, gallery, image_size, batch_size: int = 64):
+    """`validate() -> {mAP, rank1, mINP}` of the test-time embedding (cosine distance) of `model` as it is when
+    called, on held-out training identities' query and gallery samples (`engine.validation`)."""
+    extractor = feature_extractor(model)
+    forward = tf.function(lambda images: extractor(images, training=False)["embedding"],
+                          input_signature=[tf.TensorSpec([None, *image_size, 3], tf.float32)])
+
+    def embed(samples):
+        return np.concatenate([forward(images).numpy() for images, _, _ in
+                               make_dataset(samples, image_size=image_size, normalization="imagenet",
+                                            batch_size=batch_size)])
+
+    def validate() -> dict[str, float]:
+        result = evaluate_features(embed(query), embed(gallery), [s.pid for s in query], [s.pid for s in gallery],
+                                   [s.camid for s in query], [s.camid for s in gallery], metric="cosine")
+        return validation.retrieval_scalars(result)
+
+    return validate
+
+
 def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strategy, pretrained: str | None = None,
           seed: int = 0) -> dict:
     """Train (or resume training) the baseline on `record.train`; returns the Trainer's result plus "model".
 
     `loop_config.max_steps` 0 means `recipe.epochs` epochs. The global batch P*K is split over the replicas, so P
     must be a multiple of their number (each replica then mines triplets among whole identities).
+    With `recipe.eval_every` > 0 a few training identities are held out (`engine.validation`, drawn with `seed`)
+    and evaluated every `eval_every` steps (`make_validation`); the classifier then has one class per identity
+    trained on.
     """
+    if recipe.eval_every:
+        train_samples, held_out = validation.split_samples(record.train, seed)
+        record = dataclasses.replace(record, train=train_samples)
+        model_config = dataclasses.replace(model_config, num_classes=record.num_train_pids)
+        validation_query, validation_gallery = validation.split_query_gallery(held_out)
     labels = [s.pid for s in record.train]
     if not 0 <= min(labels) <= max(labels) < model_config.num_classes:
         raise ValueError(f"{record.name} training labels span {min(labels)}..{max(labels)}, outside the "
@@ -427,7 +457,10 @@ def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strate
     with strategy.scope():
         model = build_baseline(model_config, pretrained)
         optimizer = precision.wrap_optimizer(keras.optimizers.Adam(recipe.schedule(sampler.steps_per_epoch)))
-    trainer = Trainer(strategy, model, optimizer, loop_config, loss_fn=make_loss_fn(recipe))
+    hooks = [validation.EvalHook(make_validation(model, validation_query, validation_gallery,
+                                                 model_config.image_size), recipe.eval_every)] \
+        if recipe.eval_every else []
+    trainer = Trainer(strategy, model, optimizer, loop_config, loss_fn=make_loss_fn(recipe), hooks=hooks)
     make_data = make_train_data(record.train, sampler, model_config.image_size, seed, loop_config.max_steps, recipe)
     return {**trainer.fit(make_data), "model": model}
 

@@ -11,13 +11,15 @@ Methods: `none` (alias `baseline`: the original distances, --metric), `acp` (Eq.
 of `acp.rerank.METHODS` with its own defaults (`--param=NAME=VALUE` overrides, repeatable).
 
 Prints and (with --output_json) writes: mAP, mINP, CMC, the number of queries, re-ranking and evaluation wall
-time, and the process's peak resident memory. --top_list writes the first --top_k gallery items per query (.npz:
+time, the process's peak resident memory, "params" (every parameter the method ran with, defaults included, e.g.
+k1 and k2 as used) and "notes" (each parameter changed from N/C or its default, and why; also printed as "note:"
+lines): a neighbourhood derived from N/C is at least 2, since N/C = 1 (one gallery image per identity) would
+return the baseline unchanged, and a k2 above k1 is lowered to k1 (GNN, ACP). --top_list writes the first --top_k gallery items per query (.npz:
 `indices` int64 [Q, top_k] into the gallery rows, `distances` float32, `query_path`, `gallery_path`, `query_pid`,
 `gallery_pid`). The protocol follows the file's `dataset` field; --protocol overrides it (e.g. market1501 for
 CUHK03's 767/700 split).
 """
 import json
-import os
 
 from absl import app, flags, logging
 
@@ -26,6 +28,7 @@ from acp import features as feature_files
 from acp import model as acp_model
 from acp import rerank_runner
 from data import evaluation
+from engine import atomic
 from engine import flags as engine_flags
 
 declare = engine_flags.declare_once
@@ -77,11 +80,11 @@ def main(argv):
     if FLAGS.top_list:
         path = rerank_runner.write_top_list(FLAGS.top_list, features, *outcome.pop("top"))
         print(f"top-{min(FLAGS.top_k, outcome['num_gallery'])} lists written to {path}")
+    for note in outcome["notes"]:
+        print(f"note: {note}")
     print(rerank_runner.format_outcome(outcome, ranks))
     if FLAGS.output_json:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_json)), exist_ok=True)
-        with open(FLAGS.output_json, "w") as handle:
-            json.dump(outcome, handle, indent=1)
+        atomic.write_text(FLAGS.output_json, json.dumps(outcome, indent=1))
 
 
 def run():

@@ -9,6 +9,10 @@ The feature file comes from `acp-extract` (or `acp-import-features`); its train 
 the paper's recipe: batch 16, Adam lr 2e-4 with weight decay 5e-4 (PyTorch-Adam L2), warm-up over 10 epochs from
 0.1, focal loss with the preset's gamma; K = 1000 neighbours, sequences of 1 + 24 rows, l2 = 6. Restarting with the
 same --train_dir resumes from its latest checkpoint; --max_steps=0 (default) trains --epochs epochs.
+
+Logged: the focal loss, and the balanced accuracy and average precision of the predicted correlations (means over
+each --log_every steps). --eval_every=N holds out a few training identities (not trained on) and re-ranks them
+with ACP every N steps: val/mAP, val/rank1 beside val/baseline_mAP, val/baseline_rank1 of the original ranking.
 """
 from absl import app, flags
 
@@ -16,6 +20,7 @@ from acp import features as feature_files
 from acp import model as acp_model
 from acp import sequences, training
 from engine import flags as engine_flags
+from engine import validation
 
 engine_flags.define_common_flags(max_steps=0, checkpoint_every=1000, log_every=100)
 declare = engine_flags.declare_once
@@ -49,6 +54,7 @@ flags.DEFINE_integer("refinement_length", _defaults.refinement_length, "l2: the 
                      lower_bound=1)
 declare(flags.DEFINE_enum, "metric", _defaults.metric, "Distance of the neighbour search on the embeddings.",
         enum_values=["cosine", "euclidean"])
+declare(flags.DEFINE_integer, "eval_every", 0, validation.EVAL_EVERY_HELP, lower_bound=0)
 declare(flags.DEFINE_integer, "chunk_size", sequences.DEFAULT_CHUNK_SIZE, "Rows per chunk of the neighbour search.",
         lower_bound=1)
 FLAGS = flags.FLAGS
@@ -69,7 +75,7 @@ def recipe_from_flags() -> training.Recipe:
     return training.Recipe(batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
                            weight_decay=FLAGS.weight_decay, decoupled_weight_decay=FLAGS.decoupled_weight_decay,
                            epochs=FLAGS.epochs, warmup_epochs=FLAGS.warmup_epochs, warmup_factor=FLAGS.warmup_factor,
-                           sequences=sequence_config)
+                           sequences=sequence_config, eval_every=FLAGS.eval_every)
 
 
 def main(argv):

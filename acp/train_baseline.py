@@ -7,12 +7,16 @@ sampling, warm-up, random erasing, Adam) whose features ACP re-ranks (ACP Sec. I
 Restarting with the same --train_dir resumes from its latest checkpoint. --max_steps=0 (default) trains --epochs
 epochs of (training identities // P) steps. Then `acp-extract --checkpoint=runs/baseline_market ...` writes the
 feature file.
+
+--eval_every=N holds out a few training identities (not trained on; the classifier has one class per remaining
+identity) and reports the embedding's mAP / rank-1 on them every N steps (val/mAP, val/rank1 in TensorBoard).
 """
 from absl import app, flags
 
 from acp import baseline
 from data import datasets
 from engine import flags as engine_flags
+from engine import validation
 
 engine_flags.define_common_flags(max_steps=0, checkpoint_every=1000, log_every=50)
 engine_flags.define_dataset_flags()
@@ -43,6 +47,7 @@ declare(flags.DEFINE_float, "label_smoothing", _recipe.label_smoothing, "Label s
 declare(flags.DEFINE_float, "triplet_margin", _recipe.triplet_margin, "Margin of the batch-hard triplet loss.")
 declare(flags.DEFINE_bool, "flip", _recipe.flip, "Random horizontal flips.")
 declare(flags.DEFINE_bool, "random_erasing", _recipe.random_erasing, "Random erasing (Zhong et al. 2017).")
+declare(flags.DEFINE_integer, "eval_every", 0, validation.EVAL_EVERY_HELP, lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -56,7 +61,7 @@ def recipe_from_flags() -> baseline.Recipe:
         learning_rate=FLAGS.learning_rate, warmup_epochs=FLAGS.warmup_epochs, warmup_factor=FLAGS.warmup_factor,
         decay_epochs=decay_epochs, decay_gamma=FLAGS.decay_gamma, weight_decay=FLAGS.weight_decay,
         label_smoothing=FLAGS.label_smoothing, triplet_margin=FLAGS.triplet_margin, flip=FLAGS.flip,
-        random_erasing=FLAGS.random_erasing)
+        random_erasing=FLAGS.random_erasing, eval_every=FLAGS.eval_every)
 
 
 def main(argv):

@@ -25,12 +25,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from acp import acp_rerank
 from acp import checkpoint as acp_checkpoint
 from acp import features as feature_files
 from acp import losses
 from acp import model as acp_model
-from acp import sequences
-from engine import distribute, precision
+from acp import rerank, sequences
+from data.evaluation import evaluate_features
+from engine import distribute, precision, validation
 from engine.schedules import LinearWarmup
 from engine.train_loop import LoopConfig, Trainer, steps_dataset
 
@@ -47,6 +49,7 @@ class Recipe:
     warmup_epochs: float = 10
     warmup_factor: float = 0.1
     sequences: sequences.SequenceConfig = sequences.SequenceConfig()
+    eval_every: int = 0  # > 0: hold out training identities, evaluate on them every this many steps (`validate`)
 
     def schedule(self, steps_per_epoch: int) -> LinearWarmup:
         """Linear warm-up over `warmup_epochs` from `warmup_factor`, then the constant rate."""
@@ -79,24 +82,72 @@ def fit_to_features(config: acp_model.ACPConfig, features: feature_files.Feature
     return config if config.use_fusion else config.replace(embedding_dim=features.dim)
 
 
+def correlation_metrics(labels, correlations) -> dict[str, tf.Tensor]:
+    """Balanced accuracy (threshold 0.5) and average precision of predicted correlations over the real positions.
+
+    Most positions of a training sequence are false matches (Sec. IV-B2's pools: the correct matches within K plus
+    the first false ones), so plain accuracy rewards predicting "no match" everywhere (0.9 and more). Balanced
+    accuracy, the mean of the true-positive and true-negative rates (of the classes present), is 0.5 for any
+    constant predictor; average precision ranks all real positions of the batch by s and averages the precision at
+    each correct match, ties counted as one threshold as scikit-learn's `average_precision_score` does, so a
+    constant predictor scores the share of correct matches. Padding (label -1) is left out of both.
+
+    `labels`, `correlations`: [B, k1] (any shape; labels 1 / 0 / -1). Fixed shapes throughout, so the metrics
+    compile under XLA with the rest of the step.
+    """
+    labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+    scores = tf.reshape(tf.cast(correlations, tf.float32), [-1])
+    real = tf.not_equal(labels, float(losses.IGNORE_LABEL))
+    positive = tf.where(real, labels, 0.0)
+    negative = tf.cast(real, tf.float32) - positive
+    predicted = tf.cast(scores > 0.5, tf.float32)
+    num_positive, num_negative = tf.reduce_sum(positive), tf.reduce_sum(negative)
+    rates = tf.stack([tf.reduce_sum(predicted * positive) / tf.maximum(num_positive, 1.0),
+                      tf.reduce_sum((1.0 - predicted) * negative) / tf.maximum(num_negative, 1.0)])
+    present = tf.cast(tf.stack([num_positive, num_negative]) > 0, tf.float32)
+    balanced = tf.reduce_sum(rates * present) / tf.maximum(tf.reduce_sum(present), 1.0)
+    # average precision: padding sorted last (-inf), where it adds no correct match
+    ranked = tf.where(real, scores, -np.inf)
+    order = tf.argsort(ranked, direction="DESCENDING", stable=True)
+    ranked, hits = tf.gather(ranked, order), tf.gather(positive, order)
+    # precision at the end of each position's tie group: the positions scored >= its own
+    group_end = tf.searchsorted(-ranked[None], -ranked[None], side="right")[0]
+    precision = tf.gather(tf.cumsum(hits), group_end - 1) / tf.cast(group_end, tf.float32)
+    average_precision = tf.reduce_sum(hits * precision) / tf.maximum(num_positive, 1.0)
+    return {"balanced_accuracy": balanced, "average_precision": average_precision}
+
+
 def make_loss_fn(gamma: float, l2_decay: float):
-    """The engine `loss_fn`: per-sequence focal loss (Eq. 13), the L2 term, and accuracy at threshold 0.5."""
+    """The engine `loss_fn`: per-sequence focal loss (Eq. 13), the L2 term, and `correlation_metrics` (balanced
+    accuracy and average precision, which the imbalance of correct and false matches cannot fool)."""
 
     def loss_fn(model, batch):
         names = acp_model.input_names(model)
         correlations = model({name: batch[name] for name in names}, training=True)
         labels = batch["labels"]
         per_sequence = losses.correlation_focal_loss(labels, correlations, gamma)
-        real = tf.cast(tf.not_equal(labels, losses.IGNORE_LABEL), tf.float32)
-        correct = tf.cast(tf.equal(tf.cast(correlations > 0.5, tf.float32), labels), tf.float32) * real
         outputs = {"per_example_loss": per_sequence, "focal_loss": tf.reduce_mean(per_sequence),
-                   "accuracy": tf.reduce_sum(correct) / tf.maximum(tf.reduce_sum(real), 1.0)}
+                   **correlation_metrics(labels, correlations)}
         if l2_decay:
             outputs["regularization_loss"] = 0.5 * l2_decay * tf.add_n(
                 [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in model.trainable_variables])
         return outputs
 
     return loss_fn
+
+
+def validate(model: keras.Model, query: feature_files.FeatureSet, gallery: feature_files.FeatureSet,
+             recipe: Recipe) -> dict[str, float]:
+    """ACP's re-ranking (Eq. 1, k1 = N/C of the gallery, k2 = the training l2) of held-out training identities:
+    mAP, rank-1 and mINP of the re-ranked distances and, prefixed "baseline_", of the original ones (`metric` of
+    the training sequences). ACP learns when the first rise above the second."""
+    metric = recipe.sequences.metric
+    labels = (query.pid, gallery.pid, query.camid, gallery.camid)
+    baseline = evaluate_features(query.embedding, gallery.embedding, *labels, metric=metric)
+    reranked, _ = acp_rerank.rerank_feature_sets(query, gallery, model, k2=recipe.sequences.refinement_length,
+                                                 metric=metric)
+    return {**validation.retrieval_scalars(rerank.evaluate_reranked(reranked, *labels)),
+            **validation.retrieval_scalars(baseline, "baseline_")}
 
 
 def train(features: feature_files.FeatureSet, loop_config: LoopConfig, preset: str = "basic",
@@ -113,9 +164,17 @@ def train(features: feature_files.FeatureSet, loop_config: LoopConfig, preset: s
       seed: seed of the sequence sampler.
       chunk_size: probes per chunk of the neighbour search.
 
-    Returns the Trainer's {"step", "metrics"} plus "model", "steps_per_epoch" and "max_steps".
+    With `recipe.eval_every` > 0, `engine.validation` holds out a few training identities (drawn with `seed`),
+    which ACP does not train on, and `validate` re-ranks them every `eval_every` steps (`val/...` scalars).
+    Returns the Trainer's {"step", "metrics"} plus "model", "steps_per_epoch", "max_steps" and "validation" (the
+    hook's [(step, values)], empty without `eval_every`).
     """
     train_rows = features.train
+    if recipe.eval_every:
+        held = validation.hold_out(train_rows.pid, seed)
+        held_rows, train_rows = train_rows.select(held), train_rows.select(~held)
+        is_query = validation.query_mask(held_rows.pid, held_rows.camid)
+        validation_query, validation_gallery = held_rows.select(is_query), held_rows.select(~is_query)
     if len(train_rows) < 2:
         raise ValueError(f"{features.origin}: needs at least 2 train rows to build training sequences, has "
                          f"{len(train_rows)}")
@@ -132,7 +191,9 @@ def train(features: feature_files.FeatureSet, loop_config: LoopConfig, preset: s
         model = acp_model.build_acp(config)
         optimizer = recipe.optimizer(sampler.steps_per_epoch)
     loss_fn = make_loss_fn(config.focal_gamma, 0.0 if recipe.decoupled_weight_decay else recipe.weight_decay)
-    trainer = Trainer(strategy, model, optimizer, loop_config, loss_fn=loss_fn)
+    hooks = [validation.EvalHook(lambda: validate(model, validation_query, validation_gallery, recipe),
+                                 recipe.eval_every)] if recipe.eval_every else []
+    trainer = Trainer(strategy, model, optimizer, loop_config, loss_fn=loss_fn, hooks=hooks)
     signature = sampler.output_signature(tables)
 
     def make_data(start_step):
@@ -143,4 +204,4 @@ def train(features: feature_files.FeatureSet, loop_config: LoopConfig, preset: s
                  pools.num_probes, sampler.steps_per_epoch, loop_config.max_steps)
     result = trainer.fit(make_data)
     return {**result, "model": model, "steps_per_epoch": sampler.steps_per_epoch,
-            "max_steps": loop_config.max_steps}
+            "max_steps": loop_config.max_steps, "validation": hooks[0].history if hooks else []}

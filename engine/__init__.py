@@ -29,7 +29,7 @@ Modules and their API
       `model.losses`, handles float16 loss scaling, sums gradients over replicas and applies them;
     - or `step_fn(per_replica_batch) -> {name: scalar}` doing its own update (values averaged over replicas);
     - `trackables={"sampler": engine.state.ArrayState(...), ...}` saved in the same checkpoint;
-    - `hooks=[fn(step, metrics)]` after each step.
+    - `hooks=[fn(step, metrics)]` after each step (metrics: the logged means at a logging step, else {}).
   `Trainer.fit(make_data) -> {"step", "metrics"}`: restores the latest checkpoint of train_dir (RestoreError if
   it belongs to another configuration); calls `make_data(start_step) -> tf.data.Dataset` of GLOBAL batches for
   the remaining steps, or some of them (e.g. the rest of an epoch: when it ends, make_data is called again with
@@ -37,10 +37,17 @@ Modules and their API
   gradient computation jit-compiled with `xla`); after each step runs the hooks, then saves
   `train_dir/ckpt-<step>` every checkpoint_every steps and at the end; writes TensorBoard scalars (loss, lr,
   steps_per_sec, the metrics) to `train_dir/train` every log_every steps; shows a progress bar (step, loss, lr,
-  steps/s, ETA). `Trainer.restore() -> step`, `Trainer.save()`, `Trainer.checkpoint`, `Trainer.step`.
+  steps/s, ETA), or without one logs the same line through absl. Logged loss and metrics are means over the steps
+  since the previous log (`RunningSums`, summed in the step function), not the logging step's batch. `Trainer.restore() -> step`, `Trainer.save()`, `Trainer.checkpoint`, `Trainer.step`.
   `steps_dataset(batch_fn, start_step, stop_step, output_signature)`: batches `batch_fn(step)` computed in Python.
   Deterministic resume: make_data must give the batches of an uninterrupted run from start_step on, e.g. from a
   sampler that is a pure function of (seed, step); accumulated sampler state goes into `trackables`.
+`engine.validation`
+  `--eval_every` (opt-in): `hold_out(pids, seed)` -> mask of a seeded 10% (2..100) of the training identities;
+  `split_samples(train, seed)` -> (train relabelled, held-out samples); `query_mask(pids, camids)` /
+  `split_query_gallery(samples)`: each held-out identity's first camera is query, its other cameras gallery;
+  `EvalHook(evaluate, every)`: a Trainer hook writing `val/<name>` scalars and a printed line every N steps;
+  `retrieval_scalars(result)`; `EVAL_EVERY_HELP` (the flag's help, declared by each training binary).
 `engine.summaries`
   `scalar(name, value, step)`: a TensorBoard scalar without the tensorboard package (TF 2.21 no longer installs
   it; `tf.summary.scalar` then fails); `read_scalars(event_dir) -> {name: [(step, value)]}`.

@@ -81,6 +81,45 @@ def steps_dataset(batch_fn: Callable[[int], tuple], start_step: int, stop_step: 
     return tf.data.Dataset.from_generator(generate, output_signature=output_signature).prefetch(prefetch)
 
 
+class RunningSums:
+    """Per-metric sums of the steps since the last `take`, kept in variables that the step function updates.
+
+    The step adds its (replica-reduced) metrics in the graph, so no step waits for the host; `take` reads the means
+    over the steps since the previous `take` and starts the next interval. Sums are float64, so a long logging
+    interval loses no precision.
+    """
+
+    def __init__(self):
+        self.sums: dict[str, tf.Variable] = {}
+        self.count = 0
+
+    def add(self, values: Mapping[str, tf.Tensor]) -> None:
+        """Add one step's values (called inside the traced step function; `count_step` counts the steps)."""
+        for name, value in values.items():
+            if name not in self.sums:
+                with tf.init_scope():  # created eagerly, so that any trace (a retrace too) may create one
+                    self.sums[name] = tf.Variable(0.0, dtype=tf.float64, trainable=False, name=f"sum_{name}",
+                                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.sums[name].assign_add(tf.cast(value, tf.float64))
+
+    def count_step(self) -> None:
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """The means over the steps since the last `take` (empty before any step)."""
+        if not self.count:
+            return {}
+        return {name: float(total.numpy()) / self.count for name, total in self.sums.items()}
+
+    def take(self) -> dict[str, float]:
+        """`means()`, then start a new interval."""
+        means = self.means()
+        for total in self.sums.values():
+            total.assign(0.0)
+        self.count = 0
+        return means
+
+
 class Trainer:
     """Runs a model's training under a strategy, resumably.
 
@@ -98,8 +137,9 @@ class Trainer:
         applies its own update (for losses that are not a per-example mean); values are averaged over replicas.
         With `config.xla` the whole step_fn is jit-compiled, so it must not call cross-replica APIs.
       trackables: extra objects saved in the checkpoint (sampler state, EMA weights...), by name.
-      hooks: `hook(step, metrics)` called after every step with the step number just completed and the metrics
-        fetched at that step (empty dict when none were fetched); e.g. to refresh a sampler's mined table.
+      hooks: `hook(step, metrics)` called after every step with the step number just completed and, at a logging
+        step, the logged metrics (means over the logging interval; an empty dict at other steps); e.g. to refresh
+        a sampler's mined table or to evaluate on a validation split (`engine.validation.EvalHook`).
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model, optimizer: keras.optimizers.Optimizer,
@@ -129,6 +169,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir,
                                                   max_to_keep=config.keep_checkpoints, step_counter=self.step)
         self._train_function = None
+        self._sums = RunningSums()
 
     # ---------------------------------------------------------------- checkpoints
     def restore(self) -> int:
@@ -192,7 +233,7 @@ class Trainer:
                 # each replica's loss is already divided by the global batch: their sum is the global mean
                 reduced = {"loss": strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), **reduced}
             self.step.assign_add(1)
-            return reduced
+            self._sums.add(reduced)  # the host reads the sums at logging steps only
 
         return tf.function(train_function, reduce_retracing=True)
 
@@ -209,11 +250,15 @@ class Trainer:
         return iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
 
     def fit(self, make_data: Callable[[int], tf.data.Dataset]) -> dict:
-        """Restore, then train until `config.max_steps`; returns {"step", "metrics" (last fetched, floats)}.
+        """Restore, then train until `config.max_steps`; returns {"step", "metrics" (the last logged, floats)}.
 
         `make_data(start_step)` returns a `tf.data.Dataset` of GLOBAL batches for the steps from `start_step` on
         (it is split across replicas here). It may cover only some of them (e.g. the rest of an epoch): when it
         ends, `make_data` is called again with the next step; an empty dataset stops training with a warning.
+
+        Every value logged (TensorBoard scalar, progress line, absl log line) is the mean over the steps since the
+        previous log, not the value of the logging step's batch: one batch's loss or accuracy is too noisy to say
+        whether the model learns. `lr` is the rate at the logging step.
         """
         config = self.config
         start = self.restore()
@@ -226,9 +271,10 @@ class Trainer:
         writer = (tf.summary.create_file_writer(os.path.join(config.train_dir, "train")) if self.is_chief
                   else tf.summary.create_noop_writer())
         progress = ProgressBar(config.max_steps, initial=start, enabled=config.show_progress and self.is_chief)
-        last_saved, metrics = start, {}
+        last_saved, logged = start, {}
         log_time, log_step = time.monotonic(), start
         step, batches, fresh = start, None, False
+        self._sums.take()  # an interval starts here, whatever an earlier fit left
         with writer.as_default():
             while step < config.max_steps:
                 if batches is None:
@@ -242,32 +288,42 @@ class Trainer:
                     batches = None  # this dataset ended (e.g. an epoch): ask make_data for the next steps
                     continue
                 fresh = False
-                outputs = self._train_function(batch)
+                self._train_function(batch)
+                self._sums.count_step()
                 step += 1
                 log_now = step % config.log_every == 0 or step == config.max_steps
                 metrics = {}
                 if log_now or progress.due():
-                    metrics = {name: float(value) for name, value in outputs.items()}
-                    if not all(np.isfinite(list(metrics.values()))) and not isinstance(
-                            self.optimizer, keras.mixed_precision.LossScaleOptimizer):
-                        raise FloatingPointError(f"non-finite training metrics at step {step} in "
-                                                 f"{config.train_dir}: {metrics}")
+                    metrics = self._sums.take() if log_now else self._sums.means()
+                    self._check_finite(metrics, step)
                     metrics["lr"] = self._learning_rate()
                 if log_now:
                     now = time.monotonic()
-                    steps_per_second = (step - log_step) / max(now - log_time, 1e-9)
-                    log_time, log_step = now, step
+                    interval = step - log_step
+                    steps_per_second = interval / max(now - log_time, 1e-9)
+                    log_time, log_step, logged = now, step, metrics
                     for name, value in metrics.items():
                         summaries.scalar(name, value, step)
                     summaries.scalar("steps_per_sec", steps_per_second, step)
                     writer.flush()
+                    if self.is_chief and not progress.enabled:  # else the progress line shows them
+                        logging.info("step %d/%d: %s (means over the last %d steps)", step, config.max_steps,
+                                     " ".join(f"{name} {value:.4g}" for name, value in metrics.items()), interval)
                 progress.update(step, metrics, force=log_now)
                 for hook in self.hooks:  # before saving: a checkpoint of step s holds the hooks' state of step s
-                    hook(step, metrics)
+                    hook(step, metrics if log_now else {})
                 if step % config.checkpoint_every == 0:
                     self.save()
                     last_saved = step
         if step != last_saved:
             self.save()
         writer.close()
-        return {"step": step, "metrics": metrics}
+        return {"step": step, "metrics": logged}
+
+    def _check_finite(self, metrics: Mapping[str, float], step: int) -> None:
+        """A non-finite mean means some step since the last log diverged (a NaN stays in the sum); float16 loss
+        scaling skips such steps on purpose, so it is tolerated there."""
+        if not all(np.isfinite(list(metrics.values()))) and not isinstance(
+                self.optimizer, keras.mixed_precision.LossScaleOptimizer):
+            raise FloatingPointError(f"non-finite training metrics in the steps up to {step} in "
+                                     f"{self.config.train_dir}: {metrics}")

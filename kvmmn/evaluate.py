@@ -5,6 +5,9 @@ backbone features, its first --shortlist images are re-scored by the matching ne
 the rest follow in L2 order (`kvmmn.retrieval`). CMC, mAP and mINP are reported for KVM-MN and for the pooled-L2
 ranking of the same backbone. CUHK03 and CUHK01 average their splits, one trained model per split:
 
+The results JSON holds "params", every setting used (the run's dataset, data root and options when not given,
+the splits, shortlist, batch sizes, max_rank), beside per-split and mean CMC / mAP / mINP.
+
     kvmmn-eval --checkpoint=runs/market --shortlist=100
     kvmmn-eval --checkpoint='runs/cuhk03/{split}' --dataset=cuhk03_labeled --data_root=/data/cuhk03 --shortlist=all
 """
@@ -16,6 +19,7 @@ import os
 from absl import app, flags, logging
 
 from data import datasets
+from engine import atomic
 from engine import flags as engine_flags
 from kvmmn.retrieval import evaluate_checkpoint, parse_shortlist
 from kvmmn.training import parse_dataset_options
@@ -61,8 +65,7 @@ def main(argv):
         pair_batch_size=FLAGS.pair_batch_size, max_rank=FLAGS.max_rank, scratch_dir=FLAGS.scratch_dir,
         progress=FLAGS.progress)
     output = FLAGS.output or default_output(FLAGS.checkpoint, results["dataset"])
-    with open(output, "w") as f:
-        json.dump(results, f, indent=2)
+    atomic.write_text(output, json.dumps(results, indent=2))
     for method in ("kvmmn", "pooled_l2"):
         mean = results["mean"][method]
         print(f"{method:>9}: rank-1 {100 * mean['rank-1']:.1f}%  rank-5 {100 * mean['rank-5']:.1f}%  "

@@ -182,8 +182,9 @@ def evaluate_checkpoint(checkpoint: str, *, dataset: str | None = None, data_roo
       several splits it must contain "{split}", replaced by each split's name (e.g. "runs/cuhk03/{split}").
     dataset, data_root, dataset_options: default to the run's own (`kvmmn_config.json`).
     split: evaluate this split only; default every split of `data.datasets.eval_splits`.
-    Returns a JSON-ready dict: dataset, protocol, shortlist, per-split results ("kvmmn" and "pooled_l2" with CMC,
-    mAP, mINP; checkpoint, step, seconds) and their "mean".
+    Returns a JSON-ready dict: dataset, protocol, shortlist, "params" (every setting the evaluation ran with,
+    the run's defaults resolved), per-split results ("kvmmn" and "pooled_l2" with CMC, mAP, mINP; checkpoint,
+    step, seconds) and their "mean".
     """
     from kvmmn.training import load_trained_model, read_run_config
 
@@ -215,6 +216,11 @@ def evaluate_checkpoint(checkpoint: str, *, dataset: str | None = None, data_roo
         per_split[str(name if name is not None else record.split or "default")] = {
             "checkpoint": checkpoint_path, "step": step, "kvmmn": to_json(result["kvmmn"]),
             "pooled_l2": to_json(result["pooled_l2"]), "seconds": result["seconds"]}
+    params = {"checkpoint": checkpoint, "dataset": dataset, "data_root": data_root,
+              "splits": [None if name is None else str(name) for name in splits],
+              "dataset_options": dict(dataset_options), "shortlist": "all" if shortlist is None else shortlist,
+              "batch_size": batch_size, "pair_batch_size": pair_batch_size, "max_rank": max_rank,
+              "scratch_dir": scratch_dir}
     return {"dataset": dataset, "protocol": record.protocol, "shortlist": "all" if shortlist is None else shortlist,
-            "splits": per_split, "mean": {"kvmmn": to_json(average_results(kvmmn_results)),
+            "params": params, "splits": per_split, "mean": {"kvmmn": to_json(average_results(kvmmn_results)),
                                           "pooled_l2": to_json(average_results(baseline_results))}}

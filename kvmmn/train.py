@@ -10,6 +10,10 @@ The defaults are the paper's recipe (Sec. "Training the Network"; Table 1's mode
     kvmmn-train --dataset=cuhk03_labeled --data_root=/data/cuhk03 --split=kvmmn/0 --feature_dim=256 \
         --gallery_size=10 --max_steps=100000 --num_samples=100000 --pretrained=... --train_dir=runs/base
 
+Every --log_every steps the loss and the set accuracy (means over those steps) are logged; --eval_every=N holds
+out a few training identities (not trained on) and ranks them with the model every N steps (val/mAP, val/rank1
+beside val/pooled_l2_mAP of the backbone's L2 ranking, in TensorBoard and on stdout).
+
 Restarting a command with the same --train_dir continues from its latest checkpoint. `--flagfile=FILE` reads
 flags from a file. See `kvmmn.training` for what each setting means.
 """
@@ -19,6 +23,7 @@ from absl import app, flags, logging
 
 from data import datasets
 from engine import flags as engine_flags
+from engine import validation
 from kvmmn import losses, sampling
 from kvmmn.inception_v1 import BATCHNORM_MODES
 from kvmmn.model import BACKBONES, KVMMNConfig
@@ -63,6 +68,7 @@ declare(flags.DEFINE_string, "pretrained", None, "TF-slim Inception V1 checkpoin
         "the backbone trains from scratch.")
 flags.DEFINE_bool("cross_replica_batchnorm", True, "With several replicas, batch-norm statistics over the global "
                   "batch (false: per replica).")
+declare(flags.DEFINE_integer, "eval_every", 0, validation.EVAL_EVERY_HELP, lower_bound=0)
 flags.DEFINE_integer("embed_batch_size", 64, "Images per batch when embedding the training set for mining.",
         lower_bound=1)
 
@@ -107,7 +113,7 @@ def config_from_flags() -> TrainConfig:
         pretrained=FLAGS.pretrained, seed=FLAGS.seed, strategy=FLAGS.strategy,
         cross_replica_batchnorm=FLAGS.cross_replica_batchnorm, mixed_precision=FLAGS.mixed_precision, xla=FLAGS.xla,
         checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every, keep_checkpoints=FLAGS.keep_checkpoints,
-        embed_batch_size=FLAGS.embed_batch_size)
+        embed_batch_size=FLAGS.embed_batch_size, eval_every=FLAGS.eval_every)
 
 
 def main(argv):

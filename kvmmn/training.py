@@ -38,11 +38,12 @@ from absl import logging
 from data import datasets
 from data.pipeline import PRESETS, augment_and_normalize, decode, resize
 from data.record import DatasetError, Record
-from engine import distribute, precision, seed as engine_seed
+from engine import distribute, precision, seed as engine_seed, validation
 from engine.train_loop import LoopConfig, Trainer, steps_dataset
 from kvmmn.embedding import pooled_features
 from kvmmn.losses import LOSSES, make_loss
 from kvmmn.model import KVMMN, KVMMNConfig
+from kvmmn.retrieval import evaluate_record
 from kvmmn.sampling import MINING, NUM_NEIGHBORS, SetwiseSampler
 
 CONFIG_FILE = "kvmmn_config.json"
@@ -70,6 +71,8 @@ class TrainConfig:
     strategy, cross_replica_batchnorm, mixed_precision, xla: how the steps run (see the module docstring).
     train_dir, max_steps, checkpoint_every, log_every, keep_checkpoints, show_progress: the training loop.
     embed_batch_size: images per batch when the training set is embedded for mining.
+    eval_every: > 0 holds out a few training identities (`engine.validation`, drawn with `seed`; not trained on)
+      and ranks them with the model every this many steps (`validate`: val/mAP, val/rank1 ...); 0 trains on all.
     """
 
     train_dir: str
@@ -104,6 +107,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     show_progress: bool = True
     embed_batch_size: int = 64
+    eval_every: int = 0
 
     # Fields that may change between a run and its resumption: where things are and how they are executed.
     RESUMABLE_CHANGES = ("train_dir", "data_root", "pretrained", "strategy", "cross_replica_batchnorm", "xla",
@@ -314,6 +318,15 @@ def build_model(config: TrainConfig, replicas: int = 1) -> KVMMN:
     return model
 
 
+def validate(model: KVMMN, query, gallery, batch_size: int) -> dict[str, float]:
+    """KVM-MN's ranking (`kvmmn.retrieval`, exhaustive scoring) of held-out training identities' query and gallery
+    samples under the Market-1501 protocol: mAP, rank-1, mINP, and "pooled_l2_" ones of the backbone's L2 ranking."""
+    record = Record("validation", (), query, gallery, protocol="market1501", split="held-out training identities")
+    result = evaluate_record(model, record, shortlist=None, batch_size=batch_size, max_rank=1)
+    return {**validation.retrieval_scalars(result["kvmmn"]),
+            **validation.retrieval_scalars(result["pooled_l2"], "pooled_l2_")}
+
+
 def train(config: TrainConfig, hooks=()) -> dict:
     """Train (or resume) the run `config` describes until `config.max_steps`.
 
@@ -337,6 +350,12 @@ def train(config: TrainConfig, hooks=()) -> dict:
     if not record.train:
         raise DatasetError(f"dataset {config.dataset!r} at {config.data_root!r} (split {record.split or 'default'})"
                            " has no training images")
+    if config.eval_every:
+        train_samples, held_out = validation.split_samples(record.train, config.seed)
+        record = dataclasses.replace(record, train=train_samples)
+        validation_query, validation_gallery = validation.split_query_gallery(held_out)
+        hooks = [validation.EvalHook(lambda: validate(model, validation_query, validation_gallery,
+                                                      config.embed_batch_size), config.eval_every), *hooks]
     logging.info("%s", record.summary())
     pids, camids = zip(*[(s.pid, s.camid) for s in record.train])
     sampler = SetwiseSampler(pids, camids, gallery_size=config.gallery_size, batch_size=config.batch_size,

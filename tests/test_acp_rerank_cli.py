@@ -79,7 +79,9 @@ def test_reranking_twice_traces_acp_once_and_reads_the_new_features():
 def test_default_k1_is_gallery_images_per_identity():
     assert acp_rerank.default_k1([1, 1, 1, 2, 2, 3]) == 2
     assert acp_rerank.default_k1([5] * 9 + [6] * 3 + [7] * 4) == 5  # 16 / 3 = 5.33
-    assert acp_rerank.default_k1([4]) == 1
+    # one image per identity: N/C = 1 would return the baseline unchanged, so k1 has a floor of 2, and says so
+    assert acp_rerank.default_k1([4]) == acp_rerank.default_k1([1, 2, 3, 3]) == acp_rerank.MIN_K1 == 2
+    assert "k1=2" in acp_rerank.k1_floor_note("k1", [4, 5]) and acp_rerank.k1_floor_note("k1", [4, 4]) is None
     with pytest.raises(ValueError, match="empty gallery"):
         acp_rerank.default_k1([])
 
@@ -160,8 +162,12 @@ def test_train_then_rerank_every_method_end_to_end(trained, tmp_path):
     expected = evaluate_features(query.embedding, gallery.embedding, query.pid, gallery.pid, query.camid,
                                  gallery.camid, metric="cosine", max_rank=20)
     assert outcomes["none"]["mAP"] == pytest.approx(expected["mAP"]) == outcomes["baseline"]["mAP"]
-    assert outcomes["acp"]["params"]["k1"] == acp_rerank.default_k1(gallery.pid) == 5
-    assert outcomes["ecn"]["params"] == {"k": 10}
+    # every parameter as used, defaults included; ACP's default k2 = 6 above k1 = N/C = 5 is lowered, and says so
+    assert outcomes["acp"]["params"] == {"k1": 5, "k2": 5, "batch_size": 256, "chunk_size": 512, "metric": "cosine"}
+    assert acp_rerank.default_k1(gallery.pid) == 5
+    assert [note.split(":")[0] for note in outcomes["acp"]["notes"]] == ["k2=5"]
+    assert outcomes["ecn"]["params"] == {"k": 10, "t": 3, "q": 8, "fallback": True, "chunk_size": 512}
+    assert outcomes["ecn"]["notes"] == [] and outcomes["none"]["params"] == {"metric": "cosine"}
     # re-ranking changes the ranking (clustered data: the expansions gain over the baseline)
     assert outcomes["alpha_qe"]["mAP"] > outcomes["none"]["mAP"]
 
@@ -174,7 +180,7 @@ def test_top_list_table_iv_neighbourhood_and_protocol_override(trained, tmp_path
                                  f"--output_json={output}", "--protocol=vehicleid", "--table_iv_neighbourhood",
                                  *[f for f in RERANK_FLAGS if "table_iv" not in f]])
     outcome = json.loads(output.read_text())
-    assert outcome["protocol"] == "vehicleid" and outcome["params"] == {"k": 5}
+    assert outcome["protocol"] == "vehicleid" and outcome["params"] == {"k": 5, "chunk_size": 512}
     data = features.load_features(feature_file)
     with np.load(top) as lists:
         capped = (len(data.query), len(data.gallery))  # --top_k=100 capped at the 80 gallery items

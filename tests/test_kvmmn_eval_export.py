@@ -17,7 +17,7 @@ from kvmmn.model import KVMMNConfig
 from kvmmn.retrieval import (GALLERY_FIELDS, QUERY_FIELDS, evaluate_checkpoint, evaluate_record, parse_shortlist,
                              ranking_distances)
 from kvmmn.serving import export_saved_model
-from kvmmn.training import TrainConfig, load_trained_model, train
+from kvmmn.training import TrainConfig, load_trained_model, read_run_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = KVMMNConfig(backbone="tiny", image_size=(64, 32), feature_dim=16, num_heads=2, key_dim=4, value_dim=4,
@@ -84,6 +84,9 @@ def test_eval_binary_writes_results_json(run, tmp_path):
     results = json.loads(output.read_text())
     assert results["dataset"] == "synthetic" and results["shortlist"] == 4
     assert results["splits"]["default"]["step"] == 2
+    assert results["params"] == {  # every setting used, the run's dataset, root and options resolved
+        "checkpoint": train_dir, "dataset": "synthetic", "data_root": read_run_config(train_dir).data_root,
+        "splits": [None], "dataset_options": SYNTHETIC, "shortlist": 4, "batch_size": 64, "pair_batch_size": 1024, "max_rank": 50, "scratch_dir": None}
     for method in ("kvmmn", "pooled_l2"):
         mean = results["mean"][method]
         assert len(mean["cmc"]) == 50 and 0.0 < mean["mAP"] <= 1.0 and mean["num_queries"] > 0

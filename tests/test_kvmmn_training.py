@@ -209,6 +209,28 @@ def test_killed_run_resumes_with_the_same_step_optimizer_and_sampler_state(synth
     np.testing.assert_array_equal(sampler_killed["neighbors"], sampler_full["neighbors"])
 
 
+def test_eval_every_ranks_held_out_training_identities_into_tensorboard(synthetic_root, tmp_path, monkeypatch):
+    from engine import summaries, validation
+    from kvmmn import training
+
+    sampled = []
+
+    def recording_sampler(pids, *args, **kwargs):
+        sampled.append(set(pids))
+        return SetwiseSampler(pids, *args, **kwargs)
+
+    monkeypatch.setattr(training, "SetwiseSampler", recording_sampler)
+    config = tiny_config(synthetic_root, tmp_path / "val", max_steps=2, eval_every=1, mining="rand")
+    train(config)
+    train_samples, held_out = validation.split_samples(config.load_record().train, config.seed)
+    assert held_out and sampled == [{s.pid for s in train_samples}]  # the held-out identities are not trained on
+    scalars = summaries.read_scalars(str(tmp_path / "val" / "train"))
+    for name in ("val/mAP", "val/rank1", "val/mINP", "val/pooled_l2_mAP", "val/pooled_l2_rank1"):
+        assert [step for step, _ in scalars[name]] == [1, 2], name
+        assert all(0.0 <= value <= 1.0 for _, value in scalars[name])
+    assert all(value > 0 for _, value in scalars["val/mAP"])  # every query has a match in the gallery
+
+
 def test_bad_input_gives_clear_errors(synthetic_root, tmp_path):
     with pytest.raises(DatasetError, match="unknown dataset 'market'"):
         train(tiny_config(synthetic_root, tmp_path / "a", dataset="market", dataset_options={}))
