@@ -12,7 +12,8 @@ from typing import NamedTuple, Sequence
 
 
 class Sample(NamedTuple):
-    """One image: its path on disk, its identity and its camera (both ints)."""
+    """One image: its path on disk, its identity and its camera (ints; both None for an unlabelled image of a
+    search-mode list, `data.datasets.csv_lists`)."""
 
     path: str
     pid: int
@@ -49,7 +50,13 @@ class Record:
 
     @staticmethod
     def _count(samples: Sequence[Sample]) -> tuple[int, int, int]:
-        return (len({s.pid for s in samples}), len(samples), len({s.camid for s in samples}))
+        # Unlabelled samples (search mode, pid and camid None) count as images only.
+        return (len({s.pid for s in samples} - {None}), len(samples), len({s.camid for s in samples} - {None}))
+
+    def is_labelled(self, subset: str) -> bool:
+        """Whether every sample of `subset` ("train", "query", "gallery") has a pid and a camid (search-mode
+        lists of the csv dataset have none)."""
+        return all(s.pid is not None and s.camid is not None for s in getattr(self, subset))
 
     @property
     def num_train_pids(self) -> int:

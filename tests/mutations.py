@@ -25,4 +25,12 @@ MUTATIONS = [
      "edits": [("acp/sequences.py", "chosen = np.sort(rng.choice(len(members), size=count, replace=False))",
                 "chosen = np.arange(count)")],
      "tests": ["tests/test_acp_architecture_counts.py"]},
+    {"name": "csv_duplicates_accepted",
+     "why": "an image listed twice in a gallery would silently count twice",
+     "edits": [("data/datasets/csv_lists.py", "        if full in first_line:\n", "        if False:\n")],
+     "tests": ["tests/test_datasets_csv.py"]},
+    {"name": "csv_registry_ignores_registered",
+     "why": "a registered reader must be reachable by name",
+     "edits": [("data/datasets/__init__.py", "    if name in _REGISTERED:\n        return _REGISTERED[name]\n", "")],
+     "tests": ["tests/test_datasets_csv.py"]},
 ]

@@ -7,11 +7,17 @@ Each reader is a small module in this package exposing
       same keyword options `load` takes (e.g. CUHK03's `protocol`).
 Modules are imported on first use so that a reader's optional dependency (h5py for CUHK03) costs nothing to
 users of the others.
+
+Your own reader joins every binary's `--dataset` with `register(name, reader)` (WORKSPACE.md has an example);
+for a folder of list files there is the `csv` dataset (`data.datasets.csv_lists`).
 """
 from __future__ import annotations
 
 import importlib
+import types
+from typing import Callable
 
+from data.datasets.common import fixed_split
 from data.record import DatasetError, Record
 
 _MODULES = {
@@ -25,17 +31,44 @@ _MODULES = {
     "veri776": "data.datasets.veri776",
     "vehicleid": "data.datasets.vehicleid",
     "veriwild": "data.datasets.veriwild",
+    "csv": "data.datasets.csv_lists",
 }
+_REGISTERED: dict[str, object] = {}
+
+
+def register(name: str, reader, eval_splits: Callable | None = None, overwrite: bool = False) -> None:
+    """Make `name` a dataset every binary and `load` accept.
+
+    Args:
+      name: the `--dataset` name.
+      reader: a module or object with `load(root, split=None, **options) -> Record` (and optionally
+        `eval_splits(**options)`), or that `load` function itself.
+      eval_splits: the splits a protocol evaluation averages over; default the reader's, else one fixed split.
+      overwrite: replace an earlier registration of `name` (a built-in dataset is never replaced).
+    Raises ValueError for a name already taken or a reader without `load`.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"register: the dataset name must be a non-empty string, got {name!r}")
+    if name in _MODULES or (name in _REGISTERED and not overwrite):
+        raise ValueError(f"register: dataset {name!r} is already {'built in' if name in _MODULES else 'registered'}"
+                         + ("" if name in _MODULES else "; pass overwrite=True to replace it"))
+    load_fn = getattr(reader, "load", reader)
+    if not callable(load_fn):
+        raise ValueError(f"register({name!r}): the reader needs a load(root, split=None, **options) function")
+    splits_fn = eval_splits or getattr(reader, "eval_splits", None) or fixed_split
+    _REGISTERED[name] = types.SimpleNamespace(load=load_fn, eval_splits=splits_fn)
 
 
 def names() -> tuple[str, ...]:
-    """Every dataset name a binary accepts."""
-    return tuple(_MODULES)
+    """Every dataset name a binary accepts: the built-in ones, then the registered ones."""
+    return tuple(_MODULES) + tuple(_REGISTERED)
 
 
 def _module(name: str):
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     if name not in _MODULES:
-        raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(_MODULES)}")
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(names())}")
     return importlib.import_module(_MODULES[name])
 
 

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Callable, Iterable, Mapping
 
-from data.datasets.common import list_images, require_dir
+from data.datasets.common import fixed_split, list_images, require_dir  # noqa: F401 (readers use fixed_split from here)
 from data.record import DatasetError, Record, Sample, relabel
 
 JUNK_PID = -1
@@ -165,10 +165,3 @@ def require_single_split(name: str, split: str | None) -> None:
     """Datasets with one fixed split accept only `split=None`."""
     if split is not None:
         raise DatasetError(f"{name} has one fixed train/query/gallery split; got split={split!r}")
-
-
-def fixed_split(**options) -> tuple[None]:
-    """`eval_splits` of a dataset with one fixed split (its options do not change that)."""
-    del options
-    return (None,)
-
