@@ -42,7 +42,7 @@ from absl import logging
 
 from data.evaluation import evaluate_features
 from data.pipeline import IMAGENET_MEAN, IMAGENET_STD, augment_and_normalize, decode, make_dataset, resize
-from engine import precision, validation
+from engine import checkpoints, precision, validation
 from engine.schedules import LinearWarmup
 from engine.train_loop import Trainer, steps_dataset
 
@@ -478,8 +478,8 @@ def restore_model(checkpoint: str) -> tuple[keras.Model, ModelConfig, str]:
     config = load_model_config(directory)
     model = build_baseline(config)
     try:
-        tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError) as err:
+        checkpoints.restore(tf.train.Checkpoint(model=model), path)
+    except (ValueError, tf.errors.InvalidArgumentError) as err:
         raise ValueError(f"checkpoint {path} does not fit the model of {directory}/{MODEL_CONFIG_FILE}: {err}") \
             from None
     return model, config, path

@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from acp import model as acp_model
+from engine import checkpoints
 
 CONFIG_FILE = "acp_config.json"
 
@@ -78,12 +79,14 @@ def resolve(checkpoint: str) -> tuple[str, str]:
 
 
 def restore_model(checkpoint: str, preset: str | None = None):
-    """The ACP model of an `acp-train` checkpoint: (keras.Model, preset, ACPConfig).
+    """The ACP model of an `acp-train` checkpoint: (keras.Model, preset, ACPConfig), every weight restored.
 
     Args:
       checkpoint: a train_dir (latest checkpoint) or a checkpoint prefix.
       preset: when given, the preset the caller expects; a checkpoint of another preset is a
         CheckpointMismatchError naming both.
+    A checkpoint that lacks any weight of the model (`engine.checkpoints.restore`) is a CheckpointMismatchError
+    naming each missing weight.
     """
     directory, prefix = resolve(checkpoint)
     stored_preset, config = load_config(directory)
@@ -91,11 +94,9 @@ def restore_model(checkpoint: str, preset: str | None = None):
         raise CheckpointMismatchError(f"--checkpoint={checkpoint} holds {describe(stored_preset, config)}, "
                                       f"not ACP-{preset} (--preset={preset})")
     model = acp_model.build_acp(config)
-    status = tf.train.Checkpoint(model=model).restore(prefix)
     try:
-        status.assert_existing_objects_matched()
-    except AssertionError as err:
+        checkpoints.restore(tf.train.Checkpoint(model=model), prefix)
+    except (ValueError, tf.errors.InvalidArgumentError) as err:
         raise CheckpointMismatchError(f"{prefix} does not hold the weights of {describe(stored_preset, config)} "
                                       f"stored in {os.path.join(directory, CONFIG_FILE)}: {err}") from None
-    status.expect_partial()
     return model, stored_preset, config

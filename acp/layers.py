@@ -70,8 +70,11 @@ class MultiBlockFeatureFusion(_PaddingMaskConsumer):
     x = BN(Dropout(x_c) W + b) (Eq. 3).
 
     Choices: Eq. 2 multiplies element-wise by gamma, so (as in ParseNet, the paper's reference [41]) gamma_j is a
-    vector with one scale per channel of block j, initialised to `gamma_init`. The same layer with a single block
-    is what the Table VII ablation without multi-block fusion uses: the baseline embedding alone, mapped to d.
+    vector with one scale per channel of block j, initialised to `gamma_init`. The gamma_j are held as one weight
+    `gamma` = [gamma_1; gamma_2; ...] of width sum D_j applied to the concatenation, which is the same product;
+    one weight rather than a list of them also keeps every variable in the checkpoint graph (tf.train.Checkpoint
+    does not follow the lists Keras tracks). The same layer with a single block is what the Table VII ablation
+    without multi-block fusion uses: the baseline embedding alone, mapped to d.
 
     Call arguments:
         blocks: list of tensors `[B, k1, D_j]`, one per block.
@@ -91,12 +94,9 @@ class MultiBlockFeatureFusion(_PaddingMaskConsumer):
     def build(self, blocks_shape):
         if not isinstance(blocks_shape, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in blocks_shape):
             raise ValueError(f"{self.name}: expected a list of block features [B, k1, D_j], got shape {blocks_shape}")
-        self.gammas = [
-            self.add_weight(shape=(shape[-1],), initializer=keras.initializers.Constant(self.gamma_init),
-                            name=f"gamma_{i}")
-            for i, shape in enumerate(blocks_shape)
-        ]
         concat_shape = tuple(blocks_shape[0][:-1]) + (sum(shape[-1] for shape in blocks_shape),)
+        self.gamma = self.add_weight(shape=concat_shape[-1:], initializer=keras.initializers.Constant(self.gamma_init),
+                                     name="gamma")
         self.feature_dropout = keras.layers.Dropout(self.dropout, seed=self.seed, name="dropout",
                                                     dtype=self.dtype_policy)
         self.dense = keras.layers.Dense(self.units, name="dense", dtype=self.dtype_policy)
@@ -108,7 +108,7 @@ class MultiBlockFeatureFusion(_PaddingMaskConsumer):
     def call(self, blocks, mask=None, training=None):
         mask = None if mask is None else ops.cast(mask, "bool")
         normalised = []
-        for block, gamma in zip(blocks, self.gammas):
+        for block in blocks:
             if mask is not None:
                 # Zero padding before anything else: NaN or inf there would otherwise poison the gradients of
                 # the real positions through the masked branches below.
@@ -117,8 +117,9 @@ class MultiBlockFeatureFusion(_PaddingMaskConsumer):
             # overflow float16.
             block = ops.cast(block, "float32")
             inverse_norm = ops.rsqrt(ops.maximum(ops.sum(ops.square(block), axis=-1, keepdims=True), self.epsilon))
-            normalised.append(ops.cast(block * inverse_norm, self.compute_dtype) * gamma)
-        fused = self.dense(self.feature_dropout(ops.concatenate(normalised, axis=-1), training=training))
+            normalised.append(ops.cast(block * inverse_norm, self.compute_dtype))
+        scaled = ops.concatenate(normalised, axis=-1) * self.gamma
+        fused = self.dense(self.feature_dropout(scaled, training=training))
         if mask is None:
             return self.norm(fused, training=training)
         # Zeroing the padded rows also drops the mask that batch norm attaches to its output, which Keras would
@@ -218,12 +219,18 @@ class BaseEncoder(_PaddingMaskConsumer):
         self.seed = seed
 
     def build(self, input_shape):
-        self.encoder_layers = []
         for i in range(self.num_layers):
             layer = TransformerEncoderLayer(self.num_heads, self.ffn_dim, self.dropout, seed=_seed(self.seed, 10 * i),
                                             name=f"layer_{i}", dtype=self.dtype_policy)
             layer.build(input_shape)
-            self.encoder_layers.append(layer)
+            # One attribute per layer, not a list: Keras would track a list's layers for `weights`, but
+            # tf.train.Checkpoint does not follow it, so their variables would be neither saved nor restored.
+            setattr(self, f"layer_{i}", layer)
+
+    @property
+    def encoder_layers(self):
+        """The n encoder layers, bottom first."""
+        return tuple(getattr(self, f"layer_{i}") for i in range(self.num_layers))
 
     def call(self, inputs, mask=None, training=None):
         x = inputs

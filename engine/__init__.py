@@ -51,6 +51,12 @@ Modules and their API
 `engine.summaries`
   `scalar(name, value, step)`: a TensorBoard scalar without the tensorboard package (TF 2.21 no longer installs
   it; `tf.summary.scalar` then fails); `read_scalars(event_dir) -> {name: [(step, value)]}`.
+`engine.checkpoints`
+  `restore(checkpoint, prefix) -> int`: strict `tf.train.Checkpoint` restore used by `Trainer.restore` and every
+  model loader. Before changing anything it checks that every weight of the checkpoint's Keras models, every
+  variable of its optimizers, its variables and its other objects (`to_restore(checkpoint)`) are reachable
+  from the root and have a value of their shape in the checkpoint; else `IncompleteCheckpointError`
+  (a ValueError) names each (Keras path and checkpoint path) and the checkpoint.
 `engine.state`
   `ArrayState(**arrays)`: a dict of NumPy arrays checkpointed with the model (`tf.train.experimental.PythonState`).
 `engine.schedules`

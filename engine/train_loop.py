@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from engine import distribute, summaries
+from engine import checkpoints, distribute, summaries
 from engine.progress import ProgressBar
 
 
@@ -178,8 +178,9 @@ class Trainer:
         if latest is None:
             return 0
         try:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
+            # strict: every variable of the model and optimizer, the step and the trackables must come back
+            checkpoints.restore(self.checkpoint, latest)
+        except (ValueError, tf.errors.InvalidArgumentError) as err:
             raise RestoreError(f"checkpoint {latest} does not match this model/optimizer/configuration "
                                f"(another --train_dir or another configuration?): {err}") from err
         step = int(self.step.numpy())

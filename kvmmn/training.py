@@ -38,7 +38,7 @@ from absl import logging
 from data import datasets
 from data.pipeline import PRESETS, augment_and_normalize, decode, resize
 from data.record import DatasetError, Record
-from engine import distribute, precision, seed as engine_seed, validation
+from engine import checkpoints, distribute, precision, seed as engine_seed, validation
 from engine.train_loop import LoopConfig, Trainer, steps_dataset
 from kvmmn.embedding import pooled_features
 from kvmmn.losses import LOSSES, make_loss
@@ -407,10 +407,9 @@ def load_trained_model(path: str) -> tuple[KVMMN, TrainConfig, str, int]:
                                 f"<train_dir>/ckpt-1000)")
     model = KVMMN(config.model)
     step = tf.Variable(0, dtype=tf.int64)
-    status = tf.train.Checkpoint(model=model, step=step).restore(checkpoint)
     try:
-        status.expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError) as err:
+        checkpoints.restore(tf.train.Checkpoint(model=model, step=step), checkpoint)
+    except (ValueError, tf.errors.InvalidArgumentError) as err:
         raise ValueError(f"checkpoint {checkpoint} does not hold the model of {config_path(os.path.dirname(checkpoint))}"
                          f": {err}") from err
     return model, config, checkpoint, int(step.numpy())
