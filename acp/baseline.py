@@ -24,6 +24,9 @@ Choices of ours (WORKSPACE.md lists them):
   exactly the batches of an uninterrupted one.
 - Augmentation is horizontal flip and random erasing (p 0.5, data.augment); BoT's 10-pixel padding with random
   crop is not applied.
+- Batch norm momentum 0.9 in Keras' convention (PyTorch's 0.1, what BoT / FastReID train with) instead of Keras'
+  0.99: after a short training the moving statistics would otherwise still be far from the batch statistics
+  (measured on the demo's synthetic run: mAP 10% with 0.99, 28% with 0.9).
 - BoT's weight decay 5e-4 is PyTorch Adam's L2 term (added to the gradient), applied here as the loss
   0.5 * 5e-4 * sum ||w||^2 over all trainable weights, not as Keras' decoupled `weight_decay`.
 """
@@ -49,6 +52,9 @@ from engine.train_loop import Trainer, steps_dataset
 RESNET_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 BLOCK_OUTPUTS = ("f3", "f4", "f5")
 _BN_EPSILON = 1.001e-5  # keras.applications' ResNet value, so that its ImageNet statistics apply unchanged
+# PyTorch's momentum 0.1 in Keras' convention, as BoT / FastReID train (Keras' default 0.99 averages over ~100
+# steps, so a short run would evaluate with moving statistics still a third of the way from their initial values).
+_BN_MOMENTUM = 0.9
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
@@ -71,7 +77,7 @@ class ImageNetToCaffe(keras.layers.Layer):
 
 def _bottleneck(x, filters: int, stride: int, shortcut_conv: bool, name: str):
     """ResNet v1 bottleneck (He et al. 2016, Fig. 5 right) with keras.applications' layer names."""
-    bn = dict(axis=-1, epsilon=_BN_EPSILON)
+    bn = dict(axis=-1, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON)
     if shortcut_conv:
         shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
         shortcut = keras.layers.BatchNormalization(**bn, name=f"{name}_0_bn")(shortcut)
@@ -104,7 +110,7 @@ def resnet_v1(input_shape=(256, 128, 3), blocks: Sequence[int] = RESNET_BLOCKS[5
     images = keras.Input(input_shape, name="images")
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(images)
     x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=_BN_EPSILON, name="conv1_bn")(x)
+    x = keras.layers.BatchNormalization(axis=-1, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name="conv1_bn")(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
@@ -247,7 +253,8 @@ def build_baseline(config: ModelConfig, pretrained: str | None = None) -> keras.
     blocks = backbone(x)
     pooled = {name: keras.layers.GlobalAveragePooling2D(dtype="float32", name=name)(block)
               for name, block in zip(BLOCK_OUTPUTS, blocks)}
-    embedding = keras.layers.BatchNormalization(center=False, dtype="float32", name="bnneck")(pooled["f5"])
+    embedding = keras.layers.BatchNormalization(center=False, momentum=_BN_MOMENTUM, dtype="float32",
+                                                    name="bnneck")(pooled["f5"])
     logits = keras.layers.Dense(config.num_classes, use_bias=False, dtype="float32",
                                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
                                 name="classifier")(embedding)
