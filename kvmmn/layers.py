@@ -81,6 +81,8 @@ class BatchNormReLU(keras.layers.Layer):
 
     Accepts any rank: every leading axis is a batch axis, so the same weights serve [P, L, C] pair batches in
     training and [Q, G, L, C] score grids in retrieval.
+
+    The paper gives no batch-norm momentum or epsilon: Keras's defaults, 0.99 and 1e-3 (WORKSPACE.md, readings).
     """
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs):

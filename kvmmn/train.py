@@ -1,14 +1,16 @@
 r"""kvmmn-train: train KVM-MN with set-wise samples (Zhang, Li and Zhang, AAAI 2019), resumably.
 
-The defaults are the paper's recipe (Sec. "Training the Network"; Table 1's model). Examples:
+The defaults are the paper's recipe (Sec. "Training the Network"; Table 1's model, random erasing and rotation
+included; `--norandom_erasing --norandom_rotation` train Table 1's "KVM-MN-noAug"). Examples:
 
     # Market-1501 from TF-slim's ImageNet Inception V1, on every GPU of this machine
     kvmmn-train --dataset=market1501 --data_root=/data/market1501 --train_dir=runs/market \
-        --pretrained=/models/inception_v1.ckpt --strategy=mirrored --random_erasing --random_rotation
+        --pretrained=/models/inception_v1.ckpt --strategy=mirrored
 
     # Table 3's "Base" on one CUHK03 (labeled) split: d = 256, M = 10, 100K steps, 100K combinations
     kvmmn-train --dataset=cuhk03_labeled --data_root=/data/cuhk03 --split=kvmmn/0 --feature_dim=256 \
-        --gallery_size=10 --max_steps=100000 --num_samples=100000 --pretrained=... --train_dir=runs/base
+        --gallery_size=10 --max_steps=100000 --num_samples=100000 --norandom_erasing --norandom_rotation \
+        --pretrained=... --train_dir=runs/base
 
 Every --log_every steps the loss and the set accuracy (means over those steps) are logged; --eval_every=N holds
 out a few training identities (not trained on) and ranks them with the model every N steps (val/mAP, val/rank1
@@ -53,8 +55,9 @@ flags.DEFINE_integer("num_samples", 500_000, "Size of the fixed pool of combinat
                      "new combination for every example.", lower_bound=0)
 flags.DEFINE_integer("refresh_every", 0, "Mine the neighbours again with the current model every this many steps "
                      "(0: once, from the starting model).", lower_bound=0)
-declare(flags.DEFINE_bool, "random_erasing", False, "Random erasing (Table 3 'RE').")
-flags.DEFINE_bool("random_rotation", False, "Random rotation in [-pi/16, pi/16] (Table 3 'RR').")
+# On by default: Table 1's KVM-MN; --norandom_erasing --norandom_rotation give its "KVM-MN-noAug" row.
+declare(flags.DEFINE_bool, "random_erasing", True, "Random erasing (Table 3 'RE').")
+flags.DEFINE_bool("random_rotation", True, "Random rotation in [-pi/16, pi/16] (Table 3 'RR').")
 
 # Optimizer.
 declare(flags.DEFINE_float, "learning_rate", 0.01, "Base learning rate of SGD.")

@@ -36,10 +36,22 @@ def tiny_model():
     return acp_model.build_acp(tiny())
 
 
-def test_outputs_are_correlations_of_every_neighbour(tiny_model):
-    s = run(tiny_model, random_features(tiny(), 3, 7), k2=3)
+def test_outputs_are_the_modules_of_section_iii_b_in_order(tiny_model):
+    """fusion -> BaseEncoder -> memory initialisation -> refinement -> reconstruction -> classifier (Fig. 2), each
+    module the model's own layer: a module skipped, repeated or moved makes another function."""
+    features = random_features(tiny(), 3, 7)
+    s = run(tiny_model, features, k2=3)
     assert s.shape == (3, 7) and s.dtype == np.float32
-    assert np.all((s > 0) & (s < 1))
+    layer = tiny_model.get_layer
+    inputs = acp_model.make_inputs(tiny_model, features, 3)
+    mask = inputs[acp_model.MASK_NAME]
+    z = layer("multi_block_fusion")([inputs[name] for name in tiny().feature_names], mask=mask, training=False)
+    z = layer("base_encoder")(z, mask=mask, training=False)
+    memory = layer("memory_initialization")(z, mask=mask, training=False)
+    memory = layer("memory_refinement")(memory, z, inputs[acp_model.K2_NAME], mask=mask, training=False)
+    z = layer("feature_reconstruction")(z, memory, training=False)
+    by_hand = keras.ops.convert_to_numpy(layer("correlation_classifier")(z, mask=mask))
+    np.testing.assert_allclose(s, by_hand, rtol=1e-5, atol=1e-6)
     assert not np.allclose(s[0], s[1])
 
 

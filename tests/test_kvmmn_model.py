@@ -11,6 +11,7 @@ from engine.distribute import make_strategy
 from kvmmn import layers as kl
 from kvmmn.losses import PairwiseMatchingLoss, SetwiseMatchingLoss, make_loss
 from kvmmn.model import KVMMN, KVMMNConfig
+from kvmmn.training import TrainConfig, build_model, make_loss_fn, make_optimizer
 
 IMAGE_SIZE = (64, 32)  # a 4x2 feature map: L = 8
 TINY = dict(backbone="tiny", image_size=IMAGE_SIZE, feature_dim=16, num_heads=2, key_dim=4, value_dim=6,
@@ -293,17 +294,40 @@ def test_export_serving_signatures(model, tmp_path):
 
 
 def test_mirrored_strategy_training_step_matches_single_device():
+    """One SGD step of kvmmn.training's recipe (set-wise loss, weight decay, cross-replica batch norm) on two
+    replicas, each given half of the batch, leaves the same weights and batch-norm statistics as on one device."""
     # engine's strategy is one per process: two MirroredStrategy objects would abort each other's collectives.
     strategy = make_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
+    config = TrainConfig(train_dir="", model=KVMMNConfig(**TINY), mining="rand", learning_rate=0.05)
     with strategy.scope():
-        m = KVMMN(KVMMNConfig(**TINY))
+        mirrored, mirrored_optimizer = build_model(config, replicas=2), make_optimizer(config)
+        mirrored_optimizer.build(mirrored.trainable_variables)  # slots created under the scope, as the Trainer does
+    single, single_optimizer = build_model(config), make_optimizer(config)
+    initial = single.get_weights()
     rng = np.random.default_rng(9)
-    probe, gallery = _images(rng, 4), _images(rng, 4, 3)
+    probe, gallery, labels = _images(rng, 4), _images(rng, 4, 3), rng.integers(0, 3, 4).astype("int32")
+
+    def step(model, optimizer, loss_fn):
+        def replica_step(probe, gallery, labels):
+            with tf.GradientTape() as tape:
+                outputs = loss_fn(model, ((probe, gallery), labels))
+                loss = (tf.nn.compute_average_loss(outputs["per_example_loss"], global_batch_size=4)
+                        + tf.nn.scale_regularization_loss(outputs["regularization_loss"]))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return replica_step
+
     per_replica = strategy.experimental_distribute_values_from_function(
-        lambda ctx: (probe[2 * ctx.replica_id_in_sync_group:][:2], gallery[2 * ctx.replica_id_in_sync_group:][:2]))
-    scores = strategy.gather(strategy.run(tf.function(lambda x: m(x)), args=(per_replica,)), axis=0)
-    np.testing.assert_allclose(scores, m((probe, gallery)), rtol=1e-5, atol=1e-5)
+        lambda ctx: tuple(x[2 * ctx.replica_id_in_sync_group:][:2] for x in (probe, gallery, labels)))
+    replica_step = step(mirrored, mirrored_optimizer, make_loss_fn(config, mirrored))
+    tf.function(lambda batch: strategy.run(replica_step, args=batch))(per_replica)
+    tf.function(step(single, single_optimizer, make_loss_fn(config, single)))(probe, gallery, labels)
+
+    after = single.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(after, initial))  # the step moved the weights
+    for variable, a, b in zip(single.weights, after, mirrored.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=variable.path)
 
 
 def test_real_inception_backbone_small_input():

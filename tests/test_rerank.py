@@ -4,6 +4,8 @@ invariance, mAP gains on a clustered problem, and clear errors on bad input.
 The dense references below are written from the papers and the authors' released algorithms (loops and N x N
 numpy arrays, float64), independently of the sparse implementations they check.
 """
+import functools
+import importlib
 import json
 import os
 import subprocess
@@ -66,14 +68,17 @@ def dense_k_reciprocal(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0
     return final[:, num_query:]
 
 
-def dense_alpha_qe(query, gallery, k, alpha):
-    """alpha-QE over query + gallery (cosine weights to the power alpha, k neighbours incl. itself)."""
-    x = unit(np.concatenate([query, gallery]))
+def dense_alpha_qe(query, gallery, k, alpha, raw=False):
+    """alpha-QE over query + gallery (cosine weights to the power alpha, k neighbours incl. itself), summing the unit
+    vectors, or with `raw` the raw embeddings as FastReID's `aqe` does."""
+    raw_x = np.concatenate([query, gallery]).astype(np.float64)
+    x = unit(raw_x)
     similarity = x @ x.T
+    summed = raw_x if raw else x
     expanded = np.zeros_like(x)
     for i in range(len(x)):
         top = np.argsort(-similarity[i], kind="stable")[:k]
-        expanded[i] = (similarity[i, top, None] ** alpha * x[top]).sum(axis=0)
+        expanded[i] = (similarity[i, top, None] ** alpha * summed[top]).sum(axis=0)
     expanded = unit(expanded)
     return euclidean(expanded[:len(query)], expanded[len(query):])
 
@@ -180,6 +185,24 @@ def test_query_expansion_equals_formula(small, alpha):
     np.testing.assert_allclose(method(q, g, **params).dense() ** 2, dense_alpha_qe(q, g, 4, alpha) ** 2, atol=1e-5)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 3.0])
+def test_raw_expansion_is_fastreids_and_differs_on_unequal_norms(small, alpha):
+    """expand="raw" sums the raw embeddings (FastReID's aqe); on embeddings of unequal norms it is another
+    expansion than summing unit vectors, and on equal norms the same one."""
+    rng = np.random.default_rng(0)
+    scale = np.exp(rng.uniform(-1.4, 1.4, (len(small.query) + len(small.gallery), 1))).astype(np.float32)
+    q, g = small.query * scale[:len(small.query)], small.gallery * scale[len(small.query):]
+    method = rerank.aqe if alpha == 0.0 else functools.partial(rerank.alpha_qe, alpha=alpha)
+    raw = method(q, g, k=4, expand="raw").dense()
+    np.testing.assert_allclose(raw ** 2, dense_alpha_qe(q, g, 4, alpha, raw=True) ** 2, atol=1e-5)
+    assert not np.allclose(raw, method(q, g, k=4).dense(), atol=1e-3)
+    equal_q, equal_g = unit(q) * 3.0, unit(g) * 3.0
+    np.testing.assert_allclose(method(equal_q, equal_g, k=4, expand="raw").dense() ** 2,
+                               method(equal_q, equal_g, k=4).dense() ** 2, atol=1e-5)
+    with pytest.raises(ValueError, match="expand='unit': choose one of normalized, raw"):
+        method(q, g, k=4, expand="unit")
+
+
 def test_alpha_qe_k_reciprocal_is_k_reciprocal_of_expanded(small):
     q, g = small.query, small.gallery
     eq, eg = rerank.expanded_embeddings(q, g, k=4, alpha=3.0)
@@ -209,6 +232,20 @@ def test_gnn_equals_reference(small, k1, k2):
     if k2 == 1:  # the release ranks by the raw count of shared neighbours; ours divides A by sqrt(k1)
         similarity = similarity / k1
     np.testing.assert_allclose(got, 1.0 - similarity, atol=1e-5)
+
+
+def test_gnn_lambda_mixes_in_the_original_cosine_distance(small):
+    """lambda_value = 0.3 (the 2023 upstream): (1 - lambda) (1 - A_p . A_g) + lambda cosine distance; the
+    default 0 is the 2020 release."""
+    similarity = dense_gnn(small.query, small.gallery, 6, 3)
+    original = 1.0 - unit(small.query) @ unit(small.gallery).T
+    mixed = rerank.gnn(small.query, small.gallery, k1=6, k2=3, lambda_value=0.3).dense()
+    np.testing.assert_allclose(mixed, 0.7 * (1.0 - similarity) + 0.3 * original, atol=1e-5)
+    default = rerank.gnn(small.query, small.gallery, k1=6, k2=3, fallback=False).dense()
+    np.testing.assert_allclose(default, 1.0 - similarity, atol=1e-5)
+    assert (np.argsort(mixed, axis=1, kind="stable") != np.argsort(default, axis=1, kind="stable")).any()
+    with pytest.raises(ValueError, match="lambda_value=1.5 must be in"):
+        rerank.gnn(small.query, small.gallery, lambda_value=1.5)
 
 
 @pytest.mark.parametrize("method,params", [("sca", {"k1": 6, "k2": 3}), ("ecn", {"k": 5, "t": 2, "q": 3}),
@@ -326,11 +363,22 @@ def test_bad_input_raises_clear_errors(small):
 
 
 def test_methods_table_is_uniform(small):
-    assert set(rerank.METHODS) == {"aqe", "alpha_qe", "k_reciprocal", "alpha_qe_k_reciprocal", "sca", "ecn", "gnn"}
-    for name in rerank.METHODS:
+    """Every `--method` name dispatches to its own function, and every method re-ranks (changes the ranking)."""
+    module = {name: importlib.import_module(f"acp.rerank.{name}")  # the package re-exports functions of these names
+              for name in ("query_expansion", "k_reciprocal", "sca", "ecn", "gnn")}
+    functions = {"aqe": module["query_expansion"].aqe, "alpha_qe": module["query_expansion"].alpha_qe,
+                 "k_reciprocal": module["k_reciprocal"].k_reciprocal,
+                 "alpha_qe_k_reciprocal": module["k_reciprocal"].alpha_qe_k_reciprocal,
+                 "sca": module["sca"].sca, "ecn": module["ecn"].ecn, "gnn": module["gnn"].gnn}
+    assert set(rerank.METHODS) == set(functions)
+    original = np.argsort(1.0 - unit(small.query) @ unit(small.gallery).T, axis=1, kind="stable")
+    for name, function in functions.items():
         result = rerank.rerank(name, small.query, small.gallery, chunk_size=40)
         assert isinstance(result, rerank.RerankedDistances)
-        assert result.shape == (len(small.query), len(small.gallery))
+        np.testing.assert_allclose(result.dense(), function(small.query, small.gallery).dense(), atol=1e-6,
+                                   err_msg=name)
+        changed = (np.argsort(result.dense(), axis=1, kind="stable") != original).any(axis=1)
+        assert changed.mean() > 0.2, f"{name} changed the ranking of {changed.mean():.0%} of the queries"
 
 
 def test_rerank_benchmarks_add_one_run_at_a_time_with_append(tmp_path):

@@ -96,7 +96,7 @@ def test_rerank_json_holds_every_parameter_and_the_notes(tmp_path, capsys):
     finally:
         flags.FLAGS.unparse_flags()
     outcome = json.loads(output.read_text())
-    assert outcome["params"] == {"k1": 2, "k2": 2, "fallback": True, "chunk_size": 512}
+    assert outcome["params"] == {"k1": 2, "k2": 2, "fallback": True, "lambda_value": 0.0, "chunk_size": 512}
     assert outcome["protocol"] == "single_shot" and outcome["table_iv_neighbourhood"] is True
     printed = capsys.readouterr().out
     assert "note: k1=2: N/C of the gallery is 1.00" in printed and "note: k2=2: the default k2=7" in printed

@@ -6,16 +6,17 @@ re-ranking binary to them; `rerank(name, query, gallery, **params)` dispatches):
 
 | name | function | parameters (defaults) |
 |---|---|---|
-| aqe | `aqe` | k=10 |
-| alpha_qe | `alpha_qe` | k=10, alpha=3 |
+| aqe | `aqe` | k=10, expand="normalized" |
+| alpha_qe | `alpha_qe` | k=10, alpha=3, expand="normalized" |
 | k_reciprocal | `k_reciprocal` | k1=20, k2=6, lambda_value=0.3 |
 | alpha_qe_k_reciprocal | `alpha_qe_k_reciprocal` | k=10, alpha=3, k1=20, k2=6, lambda_value=0.3 |
 | sca | `sca` | k1=20, k2=6, fallback=True |
 | ecn | `ecn` | k=25, t=3, q=8, fallback=True |
-| gnn | `gnn` | k1=26, k2=7, fallback=True |
+| gnn | `gnn` | k1=26, k2=7, fallback=True, lambda_value=0 |
 
 All also take `chunk_size` (rows per chunk of the neighbour pass) and `verbose`. The ACP paper sets every method's
-first-order neighbourhood (k, k1) to N/C, gallery images per identity (Table IV).
+first-order neighbourhood (k, k1) to N/C, gallery images per identity (Table IV). `expand="raw"` is FastReID's
+query expansion (raw embeddings summed), `lambda_value=0.3` the 2023 upstream GNN re-ranking (see their modules).
 
 The return value (`distances.RerankedDistances`) holds the method's sparse state and produces exact re-ranked
 distances one block of query rows at a time: `iter_blocks`, `top_k(k)` for ranked lists, `dense()` (or

@@ -1,7 +1,11 @@
 """k-reciprocal re-ranking (Zhong et al., "Re-ranking person re-identification with k-reciprocal encoding", CVPR
 2017), exactly as the reference `re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value)` of
-zhunzhong07/person-re-ranking, torchreid and FastReID computes it from plain Euclidean distances, but with sparse
-neighbour structures instead of its N x N matrices.
+zhunzhong07/person-re-ranking (and torchreid's copy) computes it from plain Euclidean distances, but with sparse
+neighbour structures instead of its N x N matrices. The ACP paper cites Zhong et al., so this is what its
+comparison (Table V) measures. FastReID's `re_ranking` file holds the same function, but FastReID's evaluator
+(`ReidEvaluator`, TEST.RERANK) re-ranks with `compute_jaccard_distance`, a different k-reciprocal variant (the
+one of its unsupervised-learning code: its own neighbour search and encoding of the Jaccard distance); numbers
+from FastReID's evaluator with re-ranking on are that variant's, not this module's.
 
 The reference, over all N = Q + G embeddings:
 1. d(i, j) = squared Euclidean distance divided by the column maximum (the matrix is symmetric, so row i is
