@@ -7,6 +7,7 @@ CONSOLE_SCRIPTS = [
     "reid-benchmarks = benchmarks.run:run",
     "reid-experiments = experiments.run:run",
     "reid-figures = experiments.figures:run",
+    "reid-visrank = experiments.visrank:run",
     "kvmmn-train = kvmmn.train:run",
     "kvmmn-eval = kvmmn.evaluate:run",
     "kvmmn-export = kvmmn.export:run",

@@ -190,11 +190,13 @@ def format_outcome(outcome: dict, ranks=(1, 5, 10)) -> str:
 
 
 def write_top_list(path: str, features: feature_files.FeatureSet, distances: np.ndarray, indices: np.ndarray) -> str:
-    """The ranked lists as .npz: `indices` into the gallery rows, `distances`, and the paths and pids of both sets."""
+    """The ranked lists as .npz: `indices` into the gallery rows, `distances`, and the paths, pids and camids of both
+    sets (what `reid-visrank` draws)."""
     query = features.split == feature_files.SPLIT_CODES["query"]
     gallery = features.split == feature_files.SPLIT_CODES["gallery"]
     with atomic.atomic_path(path) as temporary:
         np.savez(temporary, indices=indices, distances=distances, query_path=features.path[query],
                  gallery_path=features.path[gallery], query_pid=features.pid[query],
-                 gallery_pid=features.pid[gallery])
+                 gallery_pid=features.pid[gallery], query_camid=features.camid[query],
+                 gallery_camid=features.camid[gallery])
     return path

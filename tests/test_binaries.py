@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-BINARIES = ["experiments.demo", "experiments.run", "experiments.figures", "kvmmn.train", "kvmmn.evaluate",
+BINARIES = ["experiments.demo", "experiments.run", "experiments.figures", "experiments.visrank",
+            "kvmmn.train", "kvmmn.evaluate",
             "kvmmn.export", "acp.train_baseline", "acp.extract", "acp.feature_import", "acp.params", "acp.train",
             "acp.rerank_cli"]
 

@@ -1,4 +1,6 @@
 """Ranked lists as the evaluation sees them, and drawn as pictures whose frames tell right from wrong."""
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -68,3 +70,56 @@ def test_pictures_reject_bad_input(tmp_path):
     with pytest.raises(Exception, match="missing.png"):
         ranked_lists.draw(query, [("x", [str(tmp_path / "missing.png")], None)], str(tmp_path / "o.png"))
     assert not (tmp_path / "o.png").exists()
+
+
+def _top_list(tmp_path, name, indices, labelled=True):
+    query = [_write(tmp_path / f"q{i}.png", (0, 0, 200)) for i in range(2)]
+    gallery = [_write(tmp_path / f"g{i}.png", (200, 200, 200)) for i in range(5)]
+    arrays = dict(indices=np.array(indices), distances=np.zeros(np.shape(indices)), query_path=np.array(query),
+                  gallery_path=np.array(gallery))
+    if labelled:
+        arrays.update(query_pid=np.array([1, 2]), gallery_pid=np.array([1, 1, 2, 3, 2]),
+                      query_camid=np.array([0, 0]), gallery_camid=np.array([0, 1, 1, 1, 0]))
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_visrank_draws_before_and_after_and_leaves_out_same_camera_shots(tmp_path):
+    from experiments import visrank
+
+    before = _top_list(tmp_path, "before.npz", [[0, 3, 1, 2], [4, 2, 3, 0]])
+    after = _top_list(tmp_path, "after.npz", [[1, 0, 3, 2], [2, 4, 0, 1]])
+    written = visrank.draw_top_lists([before, after], [], str(tmp_path / "out"), queries=["0", "1"], num_shown=3)
+    assert [os.path.basename(p) for p in written] == ["query_00000.png", "query_00001.png"]
+    first = cv2.imread(written[0])
+    green, red = ranked_lists.GREEN, ranked_lists.RED
+    # query 0 (pid 1, camera 0): gallery 0 is the same identity in the same camera and is left out
+    assert [_frame_pixel(first, 0, c) for c in range(3)] == [red, green, red]  # 3, 1, 2
+    assert [_frame_pixel(first, 1, c) for c in range(3)] == [green, red, red]  # 1, 3, 2
+    second = cv2.imread(written[1])  # query 1 (pid 2, camera 0): gallery 4 is left out
+    assert [_frame_pixel(second, 1, c) for c in range(3)] == [green, red, red]  # 2, 0, 1
+    unlabelled = _top_list(tmp_path, "search.npz", [[0, 1], [2, 3]], labelled=False)
+    (path,) = visrank.draw_top_lists([unlabelled], ["search"], str(tmp_path / "s"), num_queries=1, seed=1)
+    assert _frame_pixel(cv2.imread(path), 0, 0) == ranked_lists.GREY
+
+
+def test_visrank_errors_name_the_flag_or_file(tmp_path):
+    from experiments import visrank
+
+    good = _top_list(tmp_path, "good.npz", [[0, 1], [2, 3]])
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.npz: not a readable top-list"):
+        visrank.draw_top_lists([str(tmp_path / "bad.npz")], [], str(tmp_path))
+    np.savez(tmp_path / "other.npz", indices=np.zeros((2, 2), int))
+    with pytest.raises(ValueError, match="other.npz: not a top list .*missing query_path, gallery_path"):
+        visrank.draw_top_lists([str(tmp_path / "other.npz")], [], str(tmp_path))
+    with pytest.raises(ValueError, match="--queries \\[7\\]: the lists hold query rows 0..1"):
+        visrank.draw_top_lists([good], [], str(tmp_path), queries=["7"])
+    with pytest.raises(ValueError, match="--titles: 1 titles for 2 top lists"):
+        visrank.draw_top_lists([good, good], ["x"], str(tmp_path))
+    with pytest.raises(ValueError, match="one or two files"):
+        visrank.draw_top_lists([], [], str(tmp_path))
+    past = _top_list(tmp_path, "past.npz", [[0, 9], [2, 3]])
+    with pytest.raises(ValueError, match="past the 5 gallery rows"):
+        visrank.draw_top_lists([past], [], str(tmp_path))

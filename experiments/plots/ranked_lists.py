@@ -8,8 +8,11 @@ Drawn with OpenCV (a core dependency), so it needs neither matplotlib nor a disp
                       "query_0.png")
 
 `matches` is a list of booleans (one per gallery image) or None for an unlabelled search (grey frames).
+`draw_queries` draws one such PNG per chosen query from ranked index lists (the demo and `reid-visrank` use it).
 """
 from __future__ import annotations
+
+import os
 
 import cv2
 import numpy as np
@@ -79,3 +82,29 @@ def draw(query_path: str, rows, output: str, query_title: str = "query") -> str:
         if not cv2.imwrite(temporary, canvas):
             raise OSError(f"{output}: OpenCV could not write the PNG")
     return output
+
+
+def draw_queries(query_paths, gallery_paths, rankings: dict, queries, output_dir: str, query_pids=None,
+                 gallery_pids=None) -> list[str]:
+    """One PNG per query row in `queries` (`<output_dir>/query_<row>.png`): the query, then one row per ranking.
+
+    Args:
+      query_paths, gallery_paths: image paths of the query and gallery rows.
+      rankings: {title: [Q, k] gallery indices in rank order, -1 for padding} (e.g. before / after re-ranking).
+      queries: the query rows to draw.
+      query_pids, gallery_pids: labels; with both, each gallery image is framed green (the query's identity) or red.
+    Returns the paths written.
+    """
+    labelled = query_pids is not None and gallery_pids is not None
+    gallery_paths = np.asarray(gallery_paths)
+    written = []
+    for q in queries:
+        lists = []
+        for title, indices in rankings.items():
+            kept = np.asarray(indices[q])
+            kept = kept[kept >= 0]
+            matches = list(np.asarray(gallery_pids)[kept] == query_pids[q]) if labelled else None
+            lists.append((title, [str(p) for p in gallery_paths[kept]], matches))
+        output = os.path.join(output_dir, f"query_{int(q):05d}.png")
+        written.append(draw(str(query_paths[q]), lists, output, query_title=f"query {int(q)}"))
+    return written
