@@ -1,4 +1,6 @@
 """The demo end to end on a tiny synthetic dataset, and the colour-histogram feature it ranks."""
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -69,7 +71,8 @@ def test_demo_parts_are_validated():
 
     from experiments.demo import check_parts
 
-    assert check_parts(["acp", "histogram"], "synthetic") == ("histogram", "acp")
+    assert check_parts(["acp", "histogram"], "synthetic") == ("histogram", "rerank")  # "acp": the old name
+    assert check_parts(["rerank", "kvmmn"], "synthetic") == ("kvmmn", "rerank")
     assert check_parts(["histogram"], "market1501") == ("histogram",)
     with pytest.raises(app.UsageError, match="choose one or more"):
         check_parts(["histogram", "resnet"], "synthetic")
@@ -77,3 +80,88 @@ def test_demo_parts_are_validated():
         check_parts(["kvmmn"], "market1501")
     with pytest.raises(app.UsageError, match="unknown"):
         check_parts(["histogram"], "market-1501")
+
+
+def test_demo_writes_every_printed_number_as_json(tmp_path, capsys):
+    import json
+
+    from absl import flags
+    from absl.testing import flagsaver
+
+    root = str(tmp_path / "synthetic")
+    demo.evaluate_baseline("synthetic", root, load_options=TINY)  # generate the tiny dataset once
+    output = tmp_path / "out" / "numbers.json"
+    with flagsaver.flagsaver():
+        flags.FLAGS(["reid-demo", "--parts=histogram", f"--data_root={root}", f"--output_json={output}",
+                     f"--output_dir={tmp_path / 'pictures'}"])
+        demo.main(["reid-demo"])
+    results = json.loads(output.read_text())
+    assert set(results) == {"histogram"} and set(results["histogram"]) == {"histogram", "random"}
+    for numbers in results["histogram"].values():
+        assert set(numbers) == {"rank1", "mAP"} and all(0.0 <= v <= 1.0 for v in numbers.values())
+    printed = capsys.readouterr().out
+    assert f"mAP:  {100 * results['histogram']['histogram']['mAP']:.1f}%" in printed
+    assert f"Results (JSON): {output}" in printed
+
+
+def test_demo_claims_say_which_held():
+    results = {"histogram": {"histogram": {"mAP": 0.30, "rank1": 0.28}},
+               "kvmmn": {"kvmmn": {"mAP": 0.35, "rank1": 0.40}, "pooled_l2": {"mAP": 0.36, "rank1": 0.30}},
+               "rerank": {"baseline": {"mAP": 0.30, "rank1": 0.2}, "acp": {"mAP": 0.32, "rank1": 0.2},
+                          "k_reciprocal": {"mAP": 0.32, "rank1": 0.25}}}
+    lines = demo.claims(results)
+    assert lines == [
+        "  [NO ] KVM-MN above the pooled-L2 ranking of its backbone: mAP -1.0, rank-1 +10.0 points",
+        "  [yes] KVM-MN above the colour histograms: mAP +5.0, rank-1 +12.0 points",
+        "  [yes] ACP above the baseline it re-ranks: mAP +2.0, rank-1 +0.0 points",
+        "  [yes] ACP at least as good as k-reciprocal: mAP +0.0, rank-1 -5.0 points"]
+    assert demo.claims({"histogram": results["histogram"]}) == []
+
+
+def test_demo_pictures_of_rankings_before_and_after(tmp_path):
+    import types
+
+    from experiments.plots import ranked_lists
+
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), np.full((32, 16, 3), 40 * i, np.uint8))
+        paths.append(str(path))
+    query = types.SimpleNamespace(path=np.array(paths[:2]), pid=np.array([1, 2]), camid=np.array([0, 0]))
+    gallery = types.SimpleNamespace(path=np.array(paths[2:]), pid=np.array([1, 2, 1, 3]),
+                                    camid=np.array([0, 1, 1, 1]))
+    before = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
+    after = np.array([[0.4, 0.3, 0.1, 0.2], [0.2, 0.1, 0.3, 0.4]])
+    queries = demo.pick_queries(2, 5, seed=0)
+    assert queries == [0, 1] and demo.pick_queries(100, 3, seed=0) == demo.pick_queries(100, 3, seed=0)
+    written = demo.rerank_pictures(query, gallery, "market1501", {"baseline": before, "ACP": after}, queries,
+                                   str(tmp_path / "pictures"))
+    assert len(written) == 2 and all(os.path.isfile(p) for p in written)
+    canvas = cv2.imread(written[0])
+    tile_h, tile_w = ranked_lists.TILE[0] + 2 * ranked_lists.FRAME, ranked_lists.TILE[1] + 2 * ranked_lists.FRAME
+    # query 0 (pid 1, camera 0): gallery 0 (pid 1, camera 0) is left out; 3 images a row
+    assert canvas.shape[1] == 2 * ranked_lists.MARGIN + tile_w + ranked_lists.QUERY_GAP + 3 * tile_w \
+        + 2 * ranked_lists.GAP
+
+    def frame(row, column):
+        y = ranked_lists.MARGIN + row * (2 * ranked_lists.TEXT_HEIGHT + tile_h) + 2 * ranked_lists.TEXT_HEIGHT
+        x = ranked_lists.MARGIN + tile_w + ranked_lists.QUERY_GAP + column * (tile_w + ranked_lists.GAP)
+        return tuple(int(v) for v in canvas[y + 1, x + 1])
+
+    green, red = ranked_lists.GREEN, ranked_lists.RED
+    assert [frame(0, c) for c in range(3)] == [red, green, red]  # baseline: gallery 1, 2, 3
+    assert [frame(1, c) for c in range(3)] == [green, red, red]  # ACP: gallery 2, 3, 1
+
+
+def test_demo_co_attention_picture_of_a_matched_pair(tmp_path):
+    from data import datasets
+    from kvmmn.model import KVMMN, KVMMNConfig
+
+    record = datasets.load("synthetic", str(tmp_path / "synthetic"), **TINY)
+    model = KVMMN(KVMMNConfig(backbone="tiny", image_size=(64, 32), feature_dim=16, num_heads=2, key_dim=8,
+                              value_dim=8, score_hidden_units=8))
+    path = demo.co_attention_picture(model, record, str(tmp_path / "pictures"), seed=0)
+    picture = cv2.imread(path)
+    assert path.endswith("kvmmn_co_attention.png") and picture.shape[0] > 100 and picture.shape[1] > 200
+    assert picture.std() > 10  # images and heat maps, not a blank canvas
