@@ -45,6 +45,7 @@ from engine.train_loop import LoopConfig, Trainer, steps_dataset
 from kvmmn.embedding import pooled_features
 from kvmmn.losses import LOSSES, make_loss
 from kvmmn.model import KVMMN, KVMMNConfig
+from kvmmn.pretrain import is_backbone_checkpoint, load_backbone, load_images
 from kvmmn.retrieval import evaluate_record
 from kvmmn.sampling import MINING, NUM_NEIGHBORS, SetwiseSampler
 
@@ -69,10 +70,13 @@ class TrainConfig:
     batch_size: combinations per step (global batch, over all replicas).
     learning_rate, decay_at (fractions of max_steps), decay_factor, momentum, weight_decay: the optimizer.
     random_erasing, random_rotation: Table 3 row E ("RE", "RR").
-    pretrained: a TF-slim Inception V1 checkpoint (inception_v1.ckpt); None trains the backbone from scratch.
+    pretrained: a TF-slim Inception V1 checkpoint (inception_v1.ckpt), or a backbone checkpoint of
+      `kvmmn.pretrain.save_backbone` (any backbone); None trains the backbone from scratch.
     strategy, cross_replica_batchnorm, mixed_precision, xla: how the steps run (see the module docstring).
     train_dir, max_steps, checkpoint_every, log_every, keep_checkpoints, show_progress: the training loop.
     embed_batch_size: images per batch when the training set is embedded for mining.
+    cache_images: hold the resized training images in memory (N x h x w x 3 float32: for small training sets such
+      as the synthetic one) instead of decoding each batch's files at every step; the batches are the same.
     eval_every: > 0 holds out a few training identities (`engine.validation`, drawn with `seed`; not trained on)
       and ranks them with the model every this many steps (`validate`: val/mAP, val/rank1 ...); 0 trains on all.
     """
@@ -109,11 +113,13 @@ class TrainConfig:
     keep_checkpoints: int = 3
     show_progress: bool = True
     embed_batch_size: int = 64
+    cache_images: bool = False
     eval_every: int = 0
 
     # Fields that may change between a run and its resumption: where things are and how they are executed.
     RESUMABLE_CHANGES = ("train_dir", "data_root", "pretrained", "strategy", "cross_replica_batchnorm", "xla",
-                         "checkpoint_every", "log_every", "keep_checkpoints", "show_progress", "embed_batch_size")
+                         "checkpoint_every", "log_every", "keep_checkpoints", "show_progress", "embed_batch_size",
+                         "cache_images")
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -135,8 +141,9 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be > 0")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError(f"weight_decay={self.weight_decay} must be >= 0 and momentum={self.momentum} in [0, 1)")
-        if self.pretrained and self.model.backbone != "inception_v1":
-            raise ValueError(f"pretrained={self.pretrained!r} is a TF-slim Inception V1 checkpoint, but the model's "
+        if self.pretrained and self.model.backbone != "inception_v1" and not is_backbone_checkpoint(self.pretrained):
+            raise ValueError(f"pretrained={self.pretrained!r} is not a kvmmn.pretrain backbone checkpoint, and a "
+                             f"TF-slim Inception V1 checkpoint needs the inception_v1 backbone, but the model's "
                              f"backbone is {self.model.backbone!r}")
 
     def to_dict(self) -> dict:
@@ -259,9 +266,11 @@ def make_loss_fn(config: TrainConfig, model: keras.Model):
 
 # ---------------------------------------------------------------------------------------------- data
 def training_dataset(sampler: SetwiseSampler, paths, image_size, start_step: int, stop_step: int, *, seed: int,
-                     random_erasing: bool = False, random_rotation: bool = False) -> tf.data.Dataset:
+                     random_erasing: bool = False, random_rotation: bool = False,
+                     cached_images: tf.Tensor | None = None) -> tf.data.Dataset:
     """Global batches ((probes [B, h, w, 3], gallery sets [B, M, h, w, 3]), positive positions [B]) of the steps
-    [start_step, stop_step), drawn by `sampler` and loaded from `paths` (the training images' files).
+    [start_step, stop_step), drawn by `sampler` and loaded from `paths` (the training images' files), or taken
+    from `cached_images` (the same images already resized, `kvmmn.pretrain.load_images(...)`; the same batches).
 
     The images of step s are augmented with the stateless seed (seed, s), so that the images, like the
     combinations, are a function of the step only.
@@ -280,8 +289,11 @@ def training_dataset(sampler: SetwiseSampler, paths, image_size, start_step: int
 
     def load(step, probes, galleries, labels):
         index = tf.concat([probes, tf.reshape(galleries, [-1])], axis=0)
-        images = tf.map_fn(lambda i: resize(decode(tf.gather(paths, i)), image_size), index,
-                           fn_output_signature=tf.TensorSpec([height, width, 3]), parallel_iterations=16)
+        if cached_images is not None:
+            images = tf.gather(cached_images, index)
+        else:
+            images = tf.map_fn(lambda i: resize(decode(tf.gather(paths, i)), image_size), index,
+                               fn_output_signature=tf.TensorSpec([height, width, 3]), parallel_iterations=16)
         images = augment_and_normalize(images, NORMALIZATION, tf.stack([tf.constant(seed, tf.int64), step]),
                                        **augmentation)
         return (images[:batch], tf.reshape(images[batch:], [batch, size, height, width, 3])), labels
@@ -306,7 +318,10 @@ def build_model(config: TrainConfig, replicas: int = 1) -> KVMMN:
     model = KVMMN(config.model)
     if replicas > 1 and config.cross_replica_batchnorm:
         logging.info("cross-replica batch norm in %d layers", use_cross_replica_batchnorm(model))
-    if config.pretrained:
+    if config.pretrained and is_backbone_checkpoint(config.pretrained):
+        load_backbone(model.backbone, config.pretrained)
+        logging.info("backbone restored from the pre-trained backbone checkpoint %s", config.pretrained)
+    elif config.pretrained:
         from kvmmn.slim_checkpoint import load_slim_checkpoint
 
         logging.info("%s", load_slim_checkpoint(model.backbone, config.pretrained))
@@ -379,12 +394,14 @@ def train(config: TrainConfig, hooks=()) -> dict:
         if sampler.is_refresh_step(step) and step < config.max_steps:
             mine(sampler.table_version(step), progress=False)
 
+    cached_images = load_images(record.train, config.model.image_size) if config.cache_images else None
+
     def make_data(start_step):
         if sampler.needs_neighbors and sampler.version != sampler.table_version(start_step):
             mine(sampler.table_version(start_step), progress=config.show_progress)
         return training_dataset(sampler, [s.path for s in record.train], config.model.image_size, start_step,
                                 config.max_steps, seed=config.seed, random_erasing=config.random_erasing,
-                                random_rotation=config.random_rotation)
+                                random_rotation=config.random_rotation, cached_images=cached_images)
 
     trainer = Trainer(strategy, model, optimizer, loop, loss_fn=make_loss_fn(config, model),
                       trackables={"sampler": sampler.state}, hooks=[refresh, *hooks])

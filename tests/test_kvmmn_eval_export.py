@@ -14,6 +14,7 @@ from data.evaluation import evaluate
 from kvmmn.demo import run_demo
 from kvmmn.embedding import embed_memories
 from kvmmn.model import KVMMNConfig
+from kvmmn.pretrain import PretrainConfig
 from kvmmn.retrieval import (GALLERY_FIELDS, QUERY_FIELDS, evaluate_checkpoint, evaluate_record, parse_shortlist,
                              ranking_distances)
 from kvmmn.serving import export_saved_model
@@ -139,10 +140,11 @@ def test_saved_model_reloaded_in_a_fresh_process_gives_the_keras_scores(run, tmp
 def test_demo_reports_kvmmn_beside_pooled_l2_and_chance(run, tmp_path, capsys):
     _, _, record = run
     root = os.path.dirname(os.path.dirname(record.train[0].path))
-    out = run_demo(root, steps=2, train_dir=str(tmp_path / "demo"), show_progress=False, dataset_options=SYNTHETIC)
-    assert list(out["results"]) == ["KVM-MN", "pooled L2 (same backbone)", "random ranking"]
+    out = run_demo(root, steps=2, train_dir=str(tmp_path / "demo"), show_progress=False,
+                   pretrain=PretrainConfig(steps=2), dataset_options=SYNTHETIC)
+    assert list(out["results"]) == ["kvmmn", "pooled_l2", "random"]
     for result in out["results"].values():
         assert 0.0 < result["mAP"] <= 1.0 and result["num_queries"] == len(record.query)
     printed = capsys.readouterr().out
-    assert "| KVM-MN |" in printed and "2 steps on the synthetic dataset" in printed
+    assert "| KVM-MN |" in printed and "2 set-wise steps on the synthetic dataset" in printed
     assert load_trained_model(out["train_dir"])[3] == 2
