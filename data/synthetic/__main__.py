@@ -1,6 +1,6 @@
 """Generate the synthetic re-ID dataset (Market-1501 layout) into a folder.
 
-  python -m data.synthetic --root=/tmp/synthetic --num_identities=120 --seed=0
+  python -m data.synthetic --root=/tmp/synthetic --num_identities=240 --seed=0
 
 A root that already holds the same configuration is left as it is; one generated with other parameters is replaced
 only with --overwrite.

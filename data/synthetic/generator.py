@@ -24,7 +24,7 @@ from data.record import DatasetError
 from data.synthetic import people, render
 
 GENERATOR = "data.synthetic"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: look-alikes keep their prototype's colours (data.synthetic.people)
 METADATA_FILE = "synthetic.json"
 DEFAULT_ROOT = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
                             "reid-kvmmn-acp", f"synthetic-v{GENERATOR_VERSION}")
@@ -49,13 +49,13 @@ class SyntheticConfig:
       jpeg_quality: JPEG quality of the written files.
     """
 
-    num_identities: int = 120
+    num_identities: int = 240
     num_cameras: int = 6
     min_cameras: int = 4
     min_images_per_camera: int = 2
     max_images_per_camera: int = 4
     queries_per_camera: int = 1
-    group_size: int = 3
+    group_size: int = 6
     num_distractors: int = 24
     num_junk: int = 8
     height: int = 128

@@ -1,9 +1,12 @@
 """What the synthetic people and cameras look like: seeded draws of appearance attributes, look-alike groups and
 per-camera imaging conditions. `data.synthetic.render` turns them into pixels.
 
-Look-alike groups make ranking non-trivial: the members of a group share one prototype and each differs from it in
-a couple of details (a shade, a pattern, trousers, an accessory), so a colour histogram alone confuses them while a
-model that looks at parts can tell them apart.
+Look-alike groups make ranking non-trivial: the members of a group share one prototype, its colours included, and
+each differs from it in a couple of details that keep the colours (the top's pattern, the cut of the trousers, the
+sleeves, the hair, which shoulder the bag hangs from) and in its body, as people in similar clothes do in street
+scenes. A colour histogram cannot tell them apart; a model that looks at shapes and parts can. (Generator
+version 1 also changed shades and accessories, which let colour histograms separate most look-alikes and made them
+a stronger baseline on this world than the learned models of the demo: 29.8% mAP.)
 """
 from __future__ import annotations
 
@@ -102,19 +105,20 @@ def _shade(colour: tuple, rng: np.random.Generator, amount: float) -> tuple:
     return tuple(np.clip(np.asarray(colour) + rng.normal(0.0, amount, 3), 0, 255).round(1).tolist())
 
 
-# One small change each; a look-alike differs from its group's prototype by two of them.
+def _other(options: tuple, current: str, rng: np.random.Generator) -> str:
+    return str(rng.choice([x for x in options if x != current]))
+
+
+# One small change each, none of them a new colour; a look-alike differs from its group's prototype by two of them.
 _DETAILS: dict[str, Callable[[Person, np.random.Generator], dict]] = {
-    "upper_shade": lambda p, rng: {"upper": _shade(p.upper, rng, 28.0)},
-    "upper_pattern": lambda p, rng: {"upper_pattern": str(rng.choice(
-        [x for x in UPPER_PATTERNS if x != p.upper_pattern]))},
-    "lower": lambda p, rng: {"lower": _colour(rng, CLOTHING, 14.0)},
-    "lower_kind": lambda p, rng: {"lower_kind": str(rng.choice([x for x in LOWER_KINDS if x != p.lower_kind]))},
-    "shoes": lambda p, rng: {"shoes": _colour(rng, CLOTHING, 14.0)},
+    "upper_pattern": lambda p, rng: {"upper_pattern": _other(UPPER_PATTERNS, p.upper_pattern, rng)},
+    "lower_kind": lambda p, rng: {"lower_kind": _other(LOWER_KINDS, p.lower_kind, rng)},
+    "lower_pattern": lambda p, rng: {"lower_pattern": _other(LOWER_PATTERNS, p.lower_pattern, rng)},
     "sleeves": lambda p, rng: {"long_sleeves": not p.long_sleeves},
-    "hair": lambda p, rng: {"hair": _colour(rng, HAIR, 8.0), "long_hair": not p.long_hair},
-    "hat": lambda p, rng: {"hat": None if p.hat else _colour(rng, CLOTHING, 14.0)},
-    "bag": lambda p, rng: {"bag": None if p.bag else _colour(rng, CLOTHING, 14.0), "bag_side": -p.bag_side},
-    "backpack": lambda p, rng: {"backpack": None if p.backpack else _colour(rng, CLOTHING, 14.0)},
+    "hair_length": lambda p, rng: {"long_hair": not p.long_hair},
+    # the bag to the other shoulder; without a bag, the top's pattern changes instead
+    "bag_side": lambda p, rng: ({"bag_side": -p.bag_side} if p.bag else
+                                {"upper_pattern": _other(UPPER_PATTERNS, p.upper_pattern, rng)}),
 }
 
 
