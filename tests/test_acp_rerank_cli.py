@@ -252,10 +252,12 @@ def test_bad_inputs_give_clear_errors(trained, tmp_path):
 def test_demo_comparison_table(trained):
     _, feature_file, train_dir = trained
     model, _, _ = acp_checkpoint.restore_model(train_dir)
-    outcomes = demo.compare(features.load_features(feature_file), model)
+    results = demo.compare(features.load_features(feature_file), model)
+    assert list(results) == list(demo.DEMO_METHODS)
+    outcomes = list(results.values())
     assert [o["method"] for o in outcomes] == list(demo.DEMO_METHODS)
     assert all(o["params"].get("k", o["params"].get("k1", 5)) == 5 for o in outcomes)  # Table IV: N/C everywhere
-    table = demo.format_table(outcomes).splitlines()
+    table = demo.format_table(results).splitlines()
     assert table[0].split()[:3] == ["method", "mAP", "rank-1"]
     assert [line.split()[0] for line in table[1:]] == ["baseline", "AQE", "alpha-QE", "k-reciprocal", "ACP"]
     assert table[1].split()[1] == f"{100 * outcomes[0]['mAP']:.1f}%"

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from acp import features, sequences, training
 from acp import model as acp_model
@@ -47,8 +48,14 @@ def test_logged_values_are_means_over_the_log_interval(tmp_path, capsys, caplog)
     logged = [(step, metrics["value"]) for step, metrics in seen if metrics]
     assert logged == expected and len(seen) == 10  # hooks see every step, the means at the logging steps
     # without a progress bar the same means go to the absl log
-    with caplog.at_level(logging.INFO):
-        fit_known_values(tmp_path / "quiet", 8, 4, show_progress=False)
+    # absl's logger keeps its own level (from --verbosity once any test parsed flags): set it for this block
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        with caplog.at_level(logging.INFO):
+            fit_known_values(tmp_path / "quiet", 8, 4, show_progress=False)
+    finally:
+        absl_logging.set_verbosity(verbosity)
     assert "step 4/8: value 3.5" in caplog.text and "step 8/8: value 31.5" in caplog.text
 
 
