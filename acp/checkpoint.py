@@ -59,6 +59,8 @@ def load_config(directory: str) -> tuple[str, acp_model.ACPConfig]:
             stored = json.load(handle)
         fields = dict(stored["config"])
         fields["block_dims"] = tuple(fields["block_dims"])
+        # Files written before the rank encoding existed describe models trained without it.
+        fields.setdefault("position_encoding", False)
         return str(stored["preset"]), acp_model.ACPConfig(**fields)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not an ACP configuration file ({type(err).__name__}: {err})") from None

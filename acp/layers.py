@@ -5,6 +5,7 @@ One layer per concept of the paper, in the order data flows through them:
 | layer | paper | maps |
 |---|---|---|
 | `MultiBlockFeatureFusion` | Eq. 2-3, Fig. 4 | f3, f4, f5 `[B, k1, D_j]` -> X `[B, k1, d]` |
+| `RankEncoding` | Sec. III-B ("we sort its k1-nearest neighbors into a sequence") | X + PE(rank), no weights |
 | `TransformerEncoderLayer` | Eq. 4-7, Fig. 5 | one post-LN encoder layer (also cross-attention) |
 | `BaseEncoder` | Section III-B2 | X -> Z `[B, k1, d]`, n stacked encoder layers |
 | `MemoryInitialization` | Eq. 8-10, Fig. 6 | Z -> M `[B, N, d]` |
@@ -133,6 +134,47 @@ class MultiBlockFeatureFusion(_PaddingMaskConsumer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "dropout": self.dropout,
                 "gamma_init": self.gamma_init, "epsilon": self.epsilon, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RankEncoding(_PaddingMaskConsumer):
+    """The original Transformer's sinusoidal position encoding, added to X: row i (rank i in the probe's sorted
+    neighbour list, the probe at 0) gets PE(i, 2j) = sin(i / 10000^(2j/d)), PE(i, 2j+1) = cos(i / 10000^(2j/d)).
+
+    Reading (ours; the paper names no position encoding, WORKSPACE.md lists it): Sec. III-B "sorts the k1-nearest
+    neighbors into a sequence" for a Transformer encoder "following the original structure", whose inputs carry
+    this encoding. Without it every attention layer is blind to the order, so nothing but the memory query (z_1,
+    Eq. 9) tells the network which row is the probe whose matches it must find: on clustered embeddings ACP then
+    stays at a constant output for hundreds of steps (the probe row included, whose label is always 1) and
+    generalises poorly to unseen identities; with it, it learns in a few hundred steps (tests/test_acp_learning.py).
+    The encoding has no weights, so Table III's parameter counts are unchanged, and it serves any k1.
+
+    Call arguments:
+        inputs: X `[B, k1, d]`.
+        mask: optional bool `[B, k1]`; padded positions are passed through unchanged (zero after the fusion).
+    """
+
+    def __init__(self, max_wavelength=10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = max_wavelength
+
+    def call(self, inputs, mask=None):
+        dim = inputs.shape[-1]
+        positions = ops.cast(ops.arange(ops.shape(inputs)[1]), "float32")
+        # channel c uses the frequency of its pair c // 2: sin on even channels, cos on odd ones
+        pair = ops.cast(ops.arange(dim) // 2, "float32")
+        angles = ops.expand_dims(positions, -1) / ops.power(self.max_wavelength, 2.0 * pair / dim)
+        encoding = ops.where(ops.arange(dim) % 2 == 0, ops.sin(angles), ops.cos(angles))
+        encoded = inputs + ops.cast(ops.expand_dims(encoding, 0), inputs.dtype)
+        if mask is None:
+            return encoded
+        return ops.where(ops.expand_dims(ops.cast(mask, "bool"), -1), encoded, inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_wavelength": self.max_wavelength}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

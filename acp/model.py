@@ -44,8 +44,10 @@ class ACPConfig:
     to the classifier, as the paper states), `use_refinement` (a sub-module of the memory, so it needs it).
     Table VIII-X vary `num_layers`, `num_heads` and `memory_size`.
     Ours: `ffn_multiplier` (FFN width = ffn_multiplier * d, see `build_acp`), `transformer_dropout` (attention and
-    residual dropout inside the attention blocks, the original Transformer's 0.1), `block_dims` (widths of
-    f3, f4, f5; ResNet-50's by default), `seed` (dropout seeds; weights follow `keras.utils.set_random_seed`).
+    residual dropout inside the attention blocks, the original Transformer's 0.1), `position_encoding` (the
+    original Transformer's sinusoidal encoding of each row's rank added to X, `acp.layers.RankEncoding`; False
+    gives the order-blind reading, which learns far more slowly), `block_dims` (widths of f3, f4, f5; ResNet-50's
+    by default), `seed` (dropout seeds; weights follow `keras.utils.set_random_seed`).
     """
 
     num_layers: int = 3
@@ -63,6 +65,7 @@ class ACPConfig:
     use_encoder: bool = True
     use_memory: bool = True
     use_refinement: bool = True
+    position_encoding: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -203,6 +206,8 @@ def build_acp(preset="basic", **overrides):
         config.model_dim, dropout=config.fusion_dropout, seed=next(seeds),
         name="multi_block_fusion" if config.use_fusion else "embedding_projection")
     z = fusion([inputs[name] for name in config.feature_names], mask=mask)
+    if config.position_encoding:
+        z = layers.RankEncoding(name="rank_encoding")(z, mask=mask)
     if config.use_encoder:
         z = layers.BaseEncoder(config.num_layers, config.num_heads, config.ffn_dim, config.transformer_dropout,
                                seed=next(seeds), name="base_encoder")(z, mask=mask)

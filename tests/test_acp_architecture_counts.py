@@ -108,3 +108,31 @@ def test_training_sequences_draw_uniformly_from_the_pool():
     assert abs(near - far) < 0.03
     # Two steps draw different selections.
     assert not np.array_equal(sampler.sequences(0)[0], sampler.sequences(1)[0])
+
+
+def test_rank_encoding_adds_the_sinusoid_of_each_rank_and_spares_padding():
+    d, k1 = 8, 5
+    x = np.zeros((1, k1, d), np.float32)
+    mask = np.array([[True, True, True, True, False]])
+    out = keras.ops.convert_to_numpy(layers.RankEncoding()(x, mask=mask))
+    rank, pair = np.arange(k1)[:, None], np.arange(d)[None, :] // 2
+    angle = rank / 10000.0 ** (2 * pair / d)
+    expected = np.where(np.arange(d) % 2 == 0, np.sin(angle), np.cos(angle))
+    np.testing.assert_allclose(out[0, :4], expected[:4], atol=1e-6)
+    np.testing.assert_array_equal(out[0, 4], 0.0)  # a padded row passes unchanged
+    assert not layers.RankEncoding().build([None, k1, d]) and not layers.RankEncoding().weights
+
+
+def test_acp_config_files_without_the_rank_encoding_describe_models_without_it(tmp_path):
+    import json
+
+    from acp import checkpoint as acp_checkpoint
+
+    config = acp_model.make_config("basic", num_layers=1)
+    assert config.position_encoding
+    acp_checkpoint.save_config(str(tmp_path), "basic", config)
+    path = tmp_path / acp_checkpoint.CONFIG_FILE
+    stored = json.loads(path.read_text())
+    del stored["config"]["position_encoding"]  # as written before the field existed
+    path.write_text(json.dumps(stored))
+    assert acp_checkpoint.load_config(str(tmp_path))[1] == config.replace(position_encoding=False)

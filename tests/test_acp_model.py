@@ -37,7 +37,7 @@ def tiny_model():
 
 
 def test_outputs_are_the_modules_of_section_iii_b_in_order(tiny_model):
-    """fusion -> BaseEncoder -> memory initialisation -> refinement -> reconstruction -> classifier (Fig. 2), each
+    """fusion -> rank encoding -> BaseEncoder -> memory initialisation -> refinement -> reconstruction -> classifier (Fig. 2), each
     module the model's own layer: a module skipped, repeated or moved makes another function."""
     features = random_features(tiny(), 3, 7)
     s = run(tiny_model, features, k2=3)
@@ -46,6 +46,7 @@ def test_outputs_are_the_modules_of_section_iii_b_in_order(tiny_model):
     inputs = acp_model.make_inputs(tiny_model, features, 3)
     mask = inputs[acp_model.MASK_NAME]
     z = layer("multi_block_fusion")([inputs[name] for name in tiny().feature_names], mask=mask, training=False)
+    z = layer("rank_encoding")(z, mask=mask)
     z = layer("base_encoder")(z, mask=mask, training=False)
     memory = layer("memory_initialization")(z, mask=mask, training=False)
     memory = layer("memory_refinement")(memory, z, inputs[acp_model.K2_NAME], mask=mask, training=False)
