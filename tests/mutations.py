@@ -129,7 +129,7 @@ MUTATIONS = [
      "tests": ["tests/test_rerank_floors.py"]},
     {"name": "demo_claims_inverted",
      "why": "the demo must say which comparison held",
-     "edits": [("experiments/demo.py", "held = margin[\"mAP\"] >= 0 if", "held = margin[\"mAP\"] < 0 if")],
+     "edits": [("experiments/demo.py", "held = margin[\"mAP\"] > 0 if strictly", "held = margin[\"mAP\"] < 0 if strictly")],
      "tests": ["tests/test_demo.py"]},
     {"name": "acp_rank_encoding_off_by_default",
      "why": "without the rank encoding ACP is blind to the order and barely learns (WORKSPACE readings)",
