@@ -45,7 +45,7 @@ from absl import logging
 
 from data.evaluation import evaluate_features
 from data.pipeline import IMAGENET_MEAN, IMAGENET_STD, augment_and_normalize, decode, make_dataset, resize
-from engine import checkpoints, precision, validation
+from engine import atomic, checkpoints, precision, validation
 from engine.schedules import LinearWarmup
 from engine.train_loop import Trainer, steps_dataset
 
@@ -218,9 +218,7 @@ def save_model_config(config: ModelConfig, directory: str) -> str:
             raise ValueError(f"{path} holds another model configuration ({existing}); use another --train_dir "
                              f"for {config}")
         return path
-    with open(path + ".tmp", "w") as handle:
-        json.dump(dataclasses.asdict(config), handle, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic.write_text(path, json.dumps(dataclasses.asdict(config), indent=1))
     return path
 
 

@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from acp import model as acp_model
+from engine import atomic
 from engine import checkpoints
 
 CONFIG_FILE = "acp_config.json"
@@ -43,9 +44,7 @@ def save_config(directory: str, preset: str, config: acp_model.ACPConfig) -> str
                 "use another --train_dir or the stored --preset/--override flags")
         return path
     os.makedirs(directory, exist_ok=True)
-    with open(path + ".tmp", "w") as handle:
-        json.dump({"preset": preset, "config": dataclasses.asdict(config)}, handle, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic.write_text(path, json.dumps({"preset": preset, "config": dataclasses.asdict(config)}, indent=1))
     return path
 
 

@@ -40,7 +40,7 @@ from absl import logging
 from data import datasets
 from data.pipeline import PRESETS, augment_and_normalize, decode, resize
 from data.record import DatasetError, Record
-from engine import checkpoints, distribute, precision, seed as engine_seed, validation
+from engine import atomic, checkpoints, distribute, precision, seed as engine_seed, validation
 from engine.train_loop import LoopConfig, Trainer, steps_dataset
 from kvmmn.embedding import pooled_features
 from kvmmn.losses import LOSSES, make_loss
@@ -213,8 +213,9 @@ def check_or_write_run_config(config: TrainConfig) -> None:
     elif has_checkpoint:
         raise ConfigMismatchError(f"{config.train_dir} holds checkpoints but no {CONFIG_FILE}: it is not a "
                                   f"kvmmn-train run; use another --train_dir")
-    with open(config_path(config.train_dir), "w") as f:
-        json.dump({"version": CONFIG_VERSION, "config": config.to_dict()}, f, indent=2)
+    # atomic: a run killed while rewriting it on a restart would otherwise leave a file it cannot resume from
+    atomic.write_text(config_path(config.train_dir),
+                      json.dumps({"version": CONFIG_VERSION, "config": config.to_dict()}, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------- model and loss

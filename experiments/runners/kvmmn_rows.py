@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from engine import atomic
 from experiments.runners import RowResult
 from kvmmn.model import KVMMNConfig
 from kvmmn.retrieval import average_results, evaluate_record, parse_shortlist, to_json
@@ -81,9 +82,8 @@ def _evaluate_split(context, spec, split, config: TrainConfig, shortlist) -> dic
             return stored["result"]
     record = context.load(spec, split)
     result = to_json(evaluate_record(model, record, shortlist=shortlist, progress=bool(context.verbose))["kvmmn"])
-    with open(path + ".tmp", "w") as handle:
-        json.dump({"step": step, "checkpoint": checkpoint, "shortlist": str(shortlist), "result": result}, handle)
-    os.replace(path + ".tmp", path)
+    atomic.write_text(path, json.dumps({"step": step, "checkpoint": checkpoint, "shortlist": str(shortlist),
+                                        "result": result}))
     return result
 
 
