@@ -239,6 +239,15 @@ def format_results(result: dict, ranks=(1, 5, 10, 20)) -> str:
     return "\n".join(lines)
 
 
+def drop_ignored(order: np.ndarray, q_pid: int, q_camid: int, g_pids: np.ndarray, g_camids: np.ndarray,
+                 protocol: str = "market1501") -> np.ndarray:
+    """The gallery indices of `order` (a ranking) without those the protocol ignores for this query: under
+    `market1501` and `single_shot`, the items of the query's identity seen by the query's camera."""
+    if protocol == "vehicleid":
+        return order
+    return order[~((g_pids[order] == q_pid) & (g_camids[order] == q_camid))]
+
+
 def ranked_top_k(distmat, k: int, q_pids=None, g_pids=None, q_camids=None, g_camids=None,
                  protocol: str = "market1501") -> np.ndarray:
     """The first `k` gallery indices of each query's ranking, [Q, k] int64, in rank order (ties by gallery index),
@@ -260,8 +269,7 @@ def ranked_top_k(distmat, k: int, q_pids=None, g_pids=None, q_camids=None, g_cam
     top = np.full((len(distmat), k), -1, dtype=np.int64)
     for q, row in enumerate(distmat):
         order = np.argsort(row, kind="stable")
-        if labelled and protocol != "vehicleid":
-            removed = (acc.g_pids[order] == acc.q_pids[q]) & (acc.g_camids[order] == acc.q_camids[q])
-            order = order[~removed]
+        if labelled:
+            order = drop_ignored(order, acc.q_pids[q], acc.q_camids[q], acc.g_pids, acc.g_camids, protocol)
         top[q, :min(k, len(order))] = order[:k]
     return top

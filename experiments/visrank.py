@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from data.evaluation import drop_ignored  # noqa: E402
 from engine.flags import declare_once  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -60,9 +61,8 @@ def shown_indices(top: dict, num_shown: int) -> np.ndarray:
     out = np.full((len(indices), num_shown), -1, dtype=np.int64)
     for q, row in enumerate(indices):
         if all(name in top for name in labels):
-            ignored = ((top["gallery_pid"][row] == top["query_pid"][q])
-                       & (top["gallery_camid"][row] == top["query_camid"][q]))
-            row = row[~ignored]
+            row = drop_ignored(row, top["query_pid"][q], top["query_camid"][q], top["gallery_pid"],
+                               top["gallery_camid"])
         out[q, :min(num_shown, len(row))] = row[:num_shown]
     return out
 

@@ -5,7 +5,8 @@ STALE: update its text here rather than dropping it."""
 MUTATIONS = [
     {"name": "eval_ranked_lists_keep_same_camera",
      "why": "pictures would show the same-camera shots the protocol ignores",
-     "edits": [("data/evaluation.py", "order = order[~removed]", "order = order")],
+     "edits": [("data/evaluation.py", "return order[~((g_pids[order] == q_pid) & (g_camids[order] == q_camid))]",
+                "return order")],
      "tests": ["tests/test_ranked_lists.py"]},
     {"name": "pictures_swap_frame_colours",
      "why": "correct matches would be framed red",
