@@ -32,6 +32,7 @@ setup(
         "opencv-python-headless>=4.9",
         "h5py>=3.10",
         "scipy>=1.11",
+        "simplejpeg>=1.9",  # strict JPEG decoding: libjpeg warnings as errors (data.pipeline.read_image)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8", "scikit-learn>=1.4"],

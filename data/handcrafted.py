@@ -23,7 +23,7 @@ import cv2
 import keras
 import numpy as np
 
-from data.record import DatasetError
+from data import pipeline
 
 # Value range of each 8-bit channel in the order histograms are concatenated: OpenCV's hue spans 0..179.
 _CHANNEL_RANGES = np.array([180, 256, 256, 256, 256, 256])  # H, S, V, R, G, B
@@ -76,15 +76,14 @@ def histogram_features(paths: Sequence[str], num_stripes: int = 6, bins: int = 8
     """`stripe_histograms` of the image files at `paths`, as a (len(paths), feature_dim) float32 array.
 
     Raises:
-      DatasetError naming the file when an image cannot be read or decoded.
+      DatasetError naming the file when an image cannot be read or decoded (`data.pipeline.read_image`, strict).
     """
     features = np.empty((len(paths), feature_dim(num_stripes, bins)), dtype=np.float32)
     bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
     for i, path in enumerate(paths):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{path}: cannot read or decode the image")
-        features[i] = stripe_histograms(image, num_stripes, bins, center_sigma, image_size)
+        # the pipeline's decoder: the same pixels as training sees, and a partly corrupt JPEG is an error
+        features[i] = stripe_histograms(pipeline.read_image(path)[:, :, ::-1], num_stripes, bins, center_sigma,
+                                        image_size)
         if bar is not None:
             bar.update(i + 1)
     return features

@@ -8,6 +8,7 @@ results can be traced back to files; distractors keep pid 0 in the gallery, junk
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import NamedTuple, Sequence
 
 
@@ -22,6 +23,17 @@ class Sample(NamedTuple):
 
 class DatasetError(ValueError):
     """A dataset on disk does not have the layout its reader expects; the message names the file (and line)."""
+
+
+def _check_utf8(path: str) -> None:
+    """A DatasetError naming `path` unless it is UTF-8: a file name with other bytes (decoded by Python with
+    surrogate escapes) cannot become a TensorFlow string or a line of a UTF-8 output file, and would fail there with
+    an error that names nothing."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", errors="backslashreplace")
+        raise DatasetError(f"{shown}: the image path is not UTF-8; rename the file or folder") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +58,10 @@ class Record:
 
     def __post_init__(self):
         for field in ("train", "query", "gallery"):
-            object.__setattr__(self, field, tuple(Sample(*s) for s in getattr(self, field)))
+            samples = tuple(Sample(*s) for s in getattr(self, field))
+            for sample in samples:
+                _check_utf8(sample.path)
+            object.__setattr__(self, field, samples)
 
     @staticmethod
     def _count(samples: Sequence[Sample]) -> tuple[int, int, int]:

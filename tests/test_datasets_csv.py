@@ -80,7 +80,7 @@ def test_csv_bad_input_names_file_and_line(crops, name, text, message):
 
 def test_csv_folder_errors(crops, tmp_path):
     (crops / "query.csv").write_bytes(b"path,pid,camid\ncrops/0002_00.jpg,2,0 \xff\xfe\n")
-    with pytest.raises(DatasetError, match=r"query.csv: not UTF-8 text"):
+    with pytest.raises(DatasetError, match=r"query.csv:2: not UTF-8 text \(byte 0xff at column 23\)"):
         datasets.load("csv", str(crops))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="holds none of train.csv, query.csv, gallery.csv"):

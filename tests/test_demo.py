@@ -62,7 +62,7 @@ def test_unreadable_image_names_the_file(tmp_path):
     cv2.imwrite(str(good), np.full((16, 8, 3), 128, np.uint8))
     bad.write_bytes(b"not a jpeg")
     assert handcrafted.histogram_features([str(good)]).shape == (1, handcrafted.feature_dim())
-    with pytest.raises(DatasetError, match="bad.jpg: cannot read"):
+    with pytest.raises(DatasetError, match="bad.jpg: cannot decode image"):
         handcrafted.histogram_features([str(good), str(bad)])
 
 

@@ -142,21 +142,39 @@ def test_flip_mirrors_about_half_of_the_images():
     assert 0.4 < mirrored.mean() < 0.6
 
 
-@pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated"])
-def test_unreadable_images_name_the_file(tmp_path, samples, content):
+@pytest.mark.parametrize("content, message", [(b"", "cannot decode"), (b"not an image at all", "cannot decode"),
+                                              ("truncated", r"corrupt JPEG \(Premature end of JPEG file\)")])
+def test_unreadable_images_name_the_file(tmp_path, samples, content, message):
     path = str(tmp_path / "0001_c1s1_000001_01.jpg")
     if content == "truncated":
         whole = open(samples[0].path, "rb").read()
         content = whole[: len(whole) * 9 // 10]
     with open(path, "wb") as f:
         f.write(content)
-    with pytest.raises(DatasetError, match="cannot decode") as error:
+    with pytest.raises(DatasetError, match=message) as error:
         pipeline.load_image(path, SIZE)
     assert path in str(error.value)
     dataset = pipeline.make_dataset([samples[1], Sample(path, 1, 0)], image_size=SIZE, batch_size=2)
-    with pytest.raises(tf.errors.OpError, match="cannot decode") as error:
+    with pytest.raises(tf.errors.OpError, match=message) as error:
         _batches(dataset)
     assert path in str(error.value)
+
+
+def test_strict_decoding_gives_opencvs_pixels(tmp_path, samples):
+    """Strict decoding of a sound JPEG (simplejpeg) and the lenient one (OpenCV) give the same pixels, for colour,
+    4:4:4, progressive and grey JPEGs, so the opt-out changes only what happens to damaged files."""
+    image = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (67, 35, 3), dtype=np.uint8), (5, 5), 0)
+    variants = {"420": (image, []), "444": (image, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                                     cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]),
+                "progressive": (image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), "grey": (image[:, :, 0], [])}
+    for name, (pixels, params) in variants.items():
+        path = str(tmp_path / f"{name}.jpg")
+        assert cv2.imwrite(path, pixels, [cv2.IMWRITE_JPEG_QUALITY, 90] + params)
+        strict, lenient = pipeline.read_image(path), pipeline.read_image(path, strict=False)
+        assert strict.shape == (67, 35, 3) and strict.dtype == np.uint8
+        assert np.array_equal(strict, lenient), name
+    png = samples[4].path  # not a JPEG: OpenCV either way
+    assert np.array_equal(pipeline.read_image(png), pipeline.read_image(png, strict=False))
 
 
 def test_missing_image_names_the_file(tmp_path):

@@ -7,7 +7,10 @@ Each file starts with the header `path,pid,camid` (columns in that order) and ha
     crops/0001_01.jpg,1,0
     /data/cam7/0001_03.jpg,1,7
 
-- `path`: relative to the folder holding the file, or absolute; the image must exist.
+- `path`: relative to the folder holding the file, or absolute; the image must exist. Unlike the official datasets'
+  readers, which refuse list paths that leave their image folder, this reader lets a path point anywhere (`..`,
+  another disk): your images need not sit under the list's folder. The choice is deliberate, not silent: every
+  path is normalised, must exist, and may appear once per file.
 - `pid`, `camid`: non-negative integers, any number of identities and cameras. pid 0 is an identity like any other
   (no distractor convention, unlike Market-1501's layout); there are no junk labels.
 - Search mode: in `query.csv` and `gallery.csv` both may be empty (`path,,`): the images have no labels, and the
@@ -15,7 +18,8 @@ Each file starts with the header `path,pid,camid` (columns in that order) and ha
   is always labelled.
 
 Errors name the file and line: a missing image, a path listed twice in one file, a non-integer or negative label,
-a camid without a pid (or a pid without a camid), a row with other than three fields, bytes that are not UTF-8.
+a camid without a pid (or a pid without a camid), a row with other than three fields, bytes that are not UTF-8
+(`common.read_text`; a UTF-8 byte-order mark is accepted).
 Train pids are relabelled 0..P-1 as every reader does; query and gallery keep the file's pids.
 
 Options: `protocol` (default "market1501", any of `data.evaluation.PROTOCOLS`).
@@ -25,7 +29,7 @@ from __future__ import annotations
 import csv
 import os
 
-from data.datasets.common import fixed_split, require_dir
+from data.datasets.common import fixed_split, read_text, require_dir
 from data.record import DatasetError, Record, Sample, relabel
 
 NAME = "csv"
@@ -46,11 +50,7 @@ def _label(text: str, what: str, where: str) -> int:
 
 def _rows(path: str):
     """(line number, fields) of the data rows of `path`, after checking its header; errors name file and line."""
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            lines = handle.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    lines = read_text(path, "csv list file").splitlines()
     rows = [(number, fields) for number, fields in enumerate(csv.reader(lines), start=1) if fields]
     if not rows or [f.strip() for f in rows[0][1]] != HEADER:
         found = ",".join(rows[0][1]) if rows else "an empty file"

@@ -5,6 +5,8 @@ Two releases with the same list files and different image folders:
   both: `list_train.txt`, `list_val.txt` (images under the train folder), `list_query.txt`, `list_gallery.txt`
   (under the test folder). A list line is `<relative path> <pid>`, e.g. `0000/0000_000_01_0303morning_0015_0.jpg 0`;
   the file name is `<pid>_<index>_<camera>_<date+time of day>_<frame>_<track>`, cameras 1..15.
+  Checked per line: the path stays inside its image folder, the name's pid is the list's, and no image is listed
+  twice in train + val or in query + gallery.
 
 Official counts: train 30,248 images of 1,041 identities (32,621 with the validation list, same identities), query
 11,659 and gallery 82,161 images of 3,060 identities, 15 cameras. `include_val=False` is the default of FastReID and
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 
 from data.datasets import reid_layout
-from data.datasets.common import read_list, require_dir
+from data.datasets.common import FolderIndex, inside, list_once, read_list, require_dir
 from data.record import DatasetError, Record, Sample, relabel
 
 NAME = "msmt17"
@@ -56,31 +58,23 @@ def _version_of(dataset_dir: str, version: str | None) -> str:
     return present[0]
 
 
-class _FolderIndex:
-    """Which files exist, one directory listing per folder (an MSMT17 list names 126K files in 4,101 folders)."""
-
-    def __init__(self):
-        self._listings: dict[str, frozenset[str]] = {}
-
-    def exists(self, path: str) -> bool:
-        folder, name = os.path.split(path)
-        if folder not in self._listings:
-            self._listings[folder] = frozenset(os.listdir(folder)) if os.path.isdir(folder) else frozenset()
-        return name in self._listings[folder]
-
-
-def camera_of(relative_path: str) -> int:
-    """The 1-based camera of an MSMT17 image path (third `_` field of its name); ValueError if malformed."""
+def name_fields(relative_path: str) -> tuple[int, int]:
+    """(pid, 1-based camera) of an MSMT17 image path: the first and third `_` fields of its name; ValueError if
+    malformed."""
     fields = os.path.splitext(os.path.basename(relative_path))[0].split("_")
-    if len(fields) < 3 or not fields[2].isdigit():
+    if len(fields) < 3 or not fields[0].isdigit() or not fields[2].isdigit():
         raise ValueError("expected a name like 0000_000_01_0303morning_0015_0.jpg")
-    return int(fields[2])
+    return int(fields[0]), int(fields[2])
 
 
-def read_msmt_list(list_path: str, image_dir: str, pid_offset: int = 0,
-                   index: _FolderIndex | None = None) -> list[Sample]:
-    """Samples of one MSMT17 list file, images under `image_dir`; errors name the list file and line."""
-    index = index or _FolderIndex()
+def read_msmt_list(list_path: str, image_dir: str, seen: dict[str, str], pid_offset: int = 0,
+                   index: FolderIndex | None = None) -> list[Sample]:
+    """Samples of one MSMT17 list file, images under `image_dir`; errors name the list file and line.
+
+    Every image must lie inside `image_dir`, carry the list's pid in its name, and be listed once in all the lists
+    read with the same `seen` (train with val, query with gallery; `common.list_once`).
+    """
+    index = index or FolderIndex()
     samples = []
     for lineno, fields in read_list(list_path, min_fields=2):
         where = f"{list_path}:{lineno}"
@@ -89,15 +83,19 @@ def read_msmt_list(list_path: str, image_dir: str, pid_offset: int = 0,
         relative, pid_text = fields
         try:
             pid = int(pid_text)
-            camera = camera_of(relative)
+            name_pid, camera = name_fields(relative)
         except ValueError as error:
             raise DatasetError(f"{where}: malformed line {' '.join(fields)!r}: {error}") from None
         if pid < 0:
             raise DatasetError(f"{where}: negative pid {pid}")
+        if name_pid != pid:
+            raise DatasetError(f"{where}: the list gives pid {pid} but the file name {os.path.basename(relative)} "
+                               f"pid {name_pid}")
         reid_layout.check_camera(camera, NUM_CAMERAS, where)
-        path = os.path.join(image_dir, relative)
+        path = inside(image_dir, relative, where)
         if not index.exists(path):
             raise DatasetError(f"{where}: image {path} does not exist")
+        list_once(seen, path, where)
         samples.append(Sample(path, pid + pid_offset, camera - 1))
     if not samples:
         raise DatasetError(f"{list_path}: empty list")
@@ -120,14 +118,14 @@ def load(root: str, split: str | None = None, version: str | None = None, includ
     dataset_dir = reid_layout.find_dataset_dir(root, _folder_names(version), _is_msmt_dir, "MSMT17")
     train_folder, test_folder = VERSIONS[_version_of(dataset_dir, version)]
     train_dir, test_dir = os.path.join(dataset_dir, train_folder), os.path.join(dataset_dir, test_folder)
-    index = _FolderIndex()
+    index, train_seen, test_seen = FolderIndex(), {}, {}
 
-    def read(subset: str, image_dir: str, pid_offset: int = 0) -> list[Sample]:
-        return read_msmt_list(os.path.join(dataset_dir, LIST_FILES[subset]), image_dir, pid_offset, index)
+    def read(subset: str, image_dir: str, seen: dict[str, str], pid_offset: int = 0) -> list[Sample]:
+        return read_msmt_list(os.path.join(dataset_dir, LIST_FILES[subset]), image_dir, seen, pid_offset, index)
 
-    train = read("train", train_dir) + (read("val", train_dir) if include_val else [])
-    record = Record(NAME, relabel(train), tuple(read("query", test_dir, 1)), tuple(read("gallery", test_dir, 1)),
-                    split="train+val" if include_val else "")
+    train = read("train", train_dir, train_seen) + (read("val", train_dir, train_seen) if include_val else [])
+    query, gallery = read("query", test_dir, test_seen, 1), read("gallery", test_dir, test_seen, 1)
+    record = Record(NAME, relabel(train), tuple(query), tuple(gallery), split="train+val" if include_val else "")
     official = dict(OFFICIAL_COUNTS, train=OFFICIAL_TRAIN_WITH_VAL) if include_val else OFFICIAL_COUNTS
     reid_layout.check_official_counts(record, dataset_dir, official, check_counts)
     return record

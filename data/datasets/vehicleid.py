@@ -3,7 +3,8 @@
 
 Layout (ROOT, or `ROOT/VehicleID_V1.0` etc.): `image/<name>.jpg` and `train_test_split/` holding `train_list.txt` and
 `test_list_{800,1600,2400}.txt` (the small / medium / large test sets; other `test_list_<N>.txt` of the download
-work too), lines `<image name> <vehicle id>`. Every listed image must exist.
+work too), lines `<image name> <vehicle id>`. Every listed image must exist in `image/`, and appear once in the
+train list and the test list together (an image twice in a test list could be drawn as its own gallery match).
 
 Splits `"<N>/<t>"`: trial t < `trials` of test list N. Per trial, one randomly drawn image of every test vehicle
 is the gallery and all its other images are queries (the dataset paper's protocol; ACP Table I prints the two
@@ -24,7 +25,7 @@ import re
 
 import numpy as np
 
-from data.datasets.common import read_list, require_dir
+from data.datasets.common import inside, list_once, read_list, require_dir
 from data.datasets.reid_layout import find_dataset_dir
 from data.datasets.splits import check_official, split_parts, unknown_split
 from data.record import DatasetError, Record, Sample, relabel
@@ -37,16 +38,22 @@ OFFICIAL_TEST_IMAGES = {800: 6493, 1600: 13377, 2400: 19777}
 _TEST_LIST = re.compile(r"^test_list_(\d+)\.txt$")
 
 
-def read_vehicle_list(list_path: str, image_dir: str, present: set[str], camid: int = 0) -> list[Sample]:
-    """Samples of a `<image name> <vehicle id>` list, each image checked against the names in `present`."""
+def read_vehicle_list(list_path: str, image_dir: str, present: set[str], seen: dict[str, str],
+                      camid: int = 0) -> list[Sample]:
+    """Samples of a `<image name> <vehicle id>` list, each image checked against the names in `present` and listed
+    once in all the lists read with the same `seen` (`common.list_once`: the train and test lists are disjoint)."""
     samples = []
     for lineno, fields in read_list(list_path, min_fields=2):
+        where = f"{list_path}:{lineno}"
         name, vid = fields[0], fields[1]
         if not vid.isdigit():
-            raise DatasetError(f"{list_path}:{lineno}: vehicle id {vid!r} is not a non-negative integer")
-        if name + ".jpg" not in present:
-            raise DatasetError(f"{list_path}:{lineno}: {os.path.join(image_dir, name + '.jpg')} does not exist")
-        samples.append(Sample(os.path.join(image_dir, name + ".jpg"), int(vid), camid))
+            raise DatasetError(f"{where}: vehicle id {vid!r} is not a non-negative integer")
+        path = inside(image_dir, name + ".jpg", where)
+        folder, file_name = os.path.split(path)
+        if folder != os.path.abspath(image_dir) or file_name not in present:  # the images lie flat in image/
+            raise DatasetError(f"{where}: {path} does not exist")
+        list_once(seen, path, where)
+        samples.append(Sample(path, int(vid), camid))
     if not samples:
         raise DatasetError(f"{list_path}: empty list")
     return samples
@@ -96,12 +103,12 @@ def load(root: str, split: str | None = None, test_size: int | None = None, tria
         raise unknown_split(NAME, split, valid)
     if test_size is not None and int(size) != test_size:
         raise DatasetError(f"{NAME}: split {split!r} is of test list {size} but test_size={test_size}")
-    present = set(os.listdir(image_dir))
+    present, seen = set(os.listdir(image_dir)), {}
     train_path = os.path.join(split_dir, "train_list.txt")
-    train = read_vehicle_list(train_path, image_dir, present)
+    train = read_vehicle_list(train_path, image_dir, present, seen)
     check_official(train_path, train, OFFICIAL_TRAIN, check_counts)
     test_path = os.path.join(split_dir, f"test_list_{size}.txt")
-    test = read_vehicle_list(test_path, image_dir, present)
+    test = read_vehicle_list(test_path, image_dir, present, seen)
     if int(size) in OFFICIAL_TEST_IMAGES:
         official = {"ids": int(size), "images": OFFICIAL_TEST_IMAGES[int(size)]}
         check_official(test_path, test, official, check_counts)

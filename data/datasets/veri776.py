@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from data.datasets.common import list_images, read_list, require_dir
+from data.datasets.common import inside, list_images, read_list, require_dir
 from data.datasets.reid_layout import NamingScheme, find_dataset_dir, fixed_split, require_single_split
 from data.datasets.splits import check_official
 from data.record import DatasetError, Record, Sample, relabel
@@ -37,6 +37,8 @@ def _listed_names(list_path: str, folder: str) -> list[str]:
     names, seen = [], {}
     for lineno, fields in read_list(list_path):
         name = fields[0]
+        if os.path.dirname(inside(folder, name, f"{list_path}:{lineno}")) != os.path.abspath(folder):
+            raise DatasetError(f"{list_path}:{lineno}: expected a file name in {folder}, got {name!r}")
         if name in seen:
             raise DatasetError(f"{list_path}:{lineno}: {name} is listed twice (first on line {seen[name]})")
         seen[name] = lineno
