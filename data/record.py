@@ -42,7 +42,7 @@ class Record:
 
     Attributes:
       name: the dataset's registry name (`data.datasets.names()`).
-      train, query, gallery: tuples of `Sample`.
+      train, query, gallery: tuples of `Sample`; every path must be UTF-8 (a DatasetError naming it otherwise).
       protocol: `"market1501"` (same-pid-same-camera gallery items are removed per query), `"single_shot"`
         (CUHK03 / CUHK01: one random gallery image per identity per trial) or `"vehicleid"` (single shot,
         no camera rule); see `data.evaluation.evaluate`.

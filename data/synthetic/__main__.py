@@ -2,8 +2,9 @@
 
   python -m data.synthetic --root=/tmp/synthetic --num_identities=240 --seed=0
 
-A root that already holds the same configuration is left as it is; one generated with other parameters is replaced
-only with --overwrite.
+A root that already holds the same configuration, its images matching the manifest in its synthetic.json, is left as
+it is; one generated with other parameters, or whose images were deleted, added or changed since, is replaced only
+with --overwrite.
 """
 import dataclasses
 
@@ -30,7 +31,8 @@ flags.DEFINE_integer("height", _DEFAULTS.height, "Image height in pixels.")
 flags.DEFINE_integer("width", _DEFAULTS.width, "Image width in pixels.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of everything drawn.")
 flags.DEFINE_integer("jpeg_quality", _DEFAULTS.jpeg_quality, "JPEG quality of the written images.")
-flags.DEFINE_boolean("overwrite", False, "Replace a root generated with other parameters.")
+flags.DEFINE_boolean("overwrite", False, "Replace a root generated with other parameters, or whose images no longer "
+                     "match its manifest.")
 
 FLAGS = flags.FLAGS
 
