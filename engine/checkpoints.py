@@ -105,15 +105,26 @@ def check_coverage(checkpoint: tf.train.Checkpoint, prefix: str, objects: Iterab
     return len(objects)
 
 
+def random_states(model) -> list:
+    """The variables of `model` outside `model.weights`: the states of the Keras `SeedGenerator`s its random layers
+    (dropout) draw from. Training advances them at every step; `tf.train.Checkpoint` does not reach them through
+    the layers, so a resumed run would repeat the first run's dropout masks unless they are checkpointed as a
+    list of their own (`Trainer` does)."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def to_restore(checkpoint: tf.train.Checkpoint) -> list:
     """Everything `checkpoint` must restore: the weights of its Keras models and layers, the variables of its
-    optimizers (and other objects with `variables`), its variables, and its other objects (e.g. an ArrayState);
-    not the save counter `tf.train.Checkpoint` adds itself."""
+    optimizers (and other objects with `variables`), its variables and lists of variables, and its other objects
+    (e.g. an ArrayState); not the save counter `tf.train.Checkpoint` adds itself."""
     objects = []
     for name, item in tf.train.TrackableView.children(checkpoint).items():
         if name == SAVE_COUNTER:
             continue
-        if hasattr(item, "weights"):
+        if isinstance(item, (list, tuple)):
+            objects.extend(item)
+        elif hasattr(item, "weights"):
             objects.extend(item.weights)
         elif hasattr(item, "variables"):
             objects.extend(item.variables)

@@ -1,15 +1,19 @@
 """The resumable, distributed custom training loop shared by every training binary.
 
-A `Trainer` owns the step counter, a `tf.train.Checkpoint(step, model, optimizer, **trackables)` kept by a
-`tf.train.CheckpointManager` in `config.train_dir`, the TensorBoard writer (`<train_dir>/train`) and the progress
-bar. `fit(make_data)` restores the latest checkpoint, asks `make_data(start_step)` for the batches of the
-remaining steps, and runs one `tf.function` step per batch until `config.max_steps`.
+A `Trainer` owns the step counter, a `tf.train.Checkpoint(step, model, optimizer, random_states, **trackables)`
+saved in `config.train_dir` by `engine.run_dir` (atomically; resumed from the newest checkpoint that reads back),
+the TensorBoard writer (`<train_dir>/train`) and the progress bar. `fit(make_data)` restores the latest
+checkpoint, asks `make_data(start_step)` for the batches of the remaining steps, and runs one `tf.function` step
+per batch until `config.max_steps`.
 
-Deterministic resume: the data position is not read back from an iterator but recomputed from the restored
-step: `make_data(start_step)` must return exactly the batches an uninterrupted run would see from that step on.
-Samplers that are pure functions of (seed, step) do this for free (`steps_dataset`); state that a sampler
-accumulates (e.g. a mined hard-negative table) goes into the checkpoint as an extra trackable (a tf.Variable or
-an `engine.state.ArrayState`), saved atomically with the weights.
+Deterministic resume (bit-exact on CPU: `tests/test_faults*.py` kill runs with SIGKILL and compare): the data
+position is not read back from an iterator but recomputed from the restored step: `make_data(start_step)` must
+return exactly the batches an uninterrupted run would see from that step on. Samplers that are pure functions of
+(seed, step) do this for free (`steps_dataset`); state that a sampler accumulates (e.g. a mined hard-negative
+table) goes into the checkpoint as an extra trackable (a tf.Variable or an `engine.state.ArrayState`), saved
+atomically with the weights. The model's random state is checkpointed too: Keras layers that draw random numbers
+(dropout) keep a `SeedGenerator` whose state is a variable outside `model.weights`, which TensorFlow's checkpoint
+graph does not reach through the layer (`engine.checkpoints.random_states`).
 
 Distributed correctness: in `loss_fn` mode each replica's per-example losses are averaged over the GLOBAL batch
 (`tf.nn.compute_average_loss`) and regularisation losses are divided by the number of replicas
@@ -31,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from engine import checkpoints, distribute, summaries
+from engine import checkpoints, distribute, faults, run_dir, summaries
 from engine.progress import ProgressBar
 
 
@@ -82,11 +86,13 @@ def steps_dataset(batch_fn: Callable[[int], tuple], start_step: int, stop_step: 
 
 
 class RunningSums:
-    """Per-metric sums of the steps since the last `take`, kept in variables that the step function updates.
+    """Per-metric sums of the steps since the last `take`, kept in variables.
 
-    The step adds its (replica-reduced) metrics in the graph, so no step waits for the host; `take` reads the means
-    over the steps since the previous `take` and starts the next interval. Sums are float64, so a long logging
-    interval loses no precision.
+    The step function returns its (replica-reduced) metrics as tensors and `add` adds them with eager ops, which
+    do not copy anything to the host, so no step waits for it; `take` reads the means over the steps since the
+    previous `take` and starts the next interval. Sums are float64, so a long logging interval loses no precision.
+    The variables are created here, eagerly, not while the step function is traced: a `tf.function` that creates
+    variables in its first trace is traced a second time, which doubled the start-up of every run.
     """
 
     def __init__(self):
@@ -94,12 +100,10 @@ class RunningSums:
         self.count = 0
 
     def add(self, values: Mapping[str, tf.Tensor]) -> None:
-        """Add one step's values (called inside the traced step function; `count_step` counts the steps)."""
+        """Add one step's values (eager tensors the step function returned; `count_step` counts the steps)."""
         for name, value in values.items():
             if name not in self.sums:
-                with tf.init_scope():  # created eagerly, so that any trace (a retrace too) may create one
-                    self.sums[name] = tf.Variable(0.0, dtype=tf.float64, trainable=False, name=f"sum_{name}",
-                                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+                self.sums[name] = tf.Variable(0.0, dtype=tf.float64, trainable=False, name=f"sum_{name}")
             self.sums[name].assign_add(tf.cast(value, tf.float64))
 
     def count_step(self) -> None:
@@ -163,18 +167,18 @@ class Trainer:
             if loss_fn is not None:
                 optimizer.build(model.trainable_variables)
         self.checkpoint = tf.train.Checkpoint(step=self.step, model=model, optimizer=optimizer,
+                                              random_states=checkpoints.random_states(model),
                                               **dict(trackables or {}))
         self._checkpoint_dir = (config.train_dir if self.is_chief else
                                 os.path.join(config.train_dir, f".worker{distribute.worker_id(strategy)}_tmp"))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir,
-                                                  max_to_keep=config.keep_checkpoints, step_counter=self.step)
         self._train_function = None
         self._sums = RunningSums()
 
     # ---------------------------------------------------------------- checkpoints
     def restore(self) -> int:
-        """Restore the latest checkpoint of train_dir, if any; returns the step to continue from."""
-        latest = tf.train.latest_checkpoint(self.config.train_dir)
+        """Restore the newest readable checkpoint of train_dir, if any (an unreadable newer one is skipped with a
+        warning naming its file: `engine.run_dir.latest_checkpoint`); returns the step to continue from."""
+        latest = run_dir.latest_checkpoint(self.config.train_dir)
         if latest is None:
             return 0
         try:
@@ -188,7 +192,9 @@ class Trainer:
         return step
 
     def save(self) -> str:
-        path = self.manager.save(checkpoint_number=self.step)
+        os.makedirs(self._checkpoint_dir, exist_ok=True)
+        path = run_dir.save_checkpoint(self.checkpoint, self._checkpoint_dir, int(self.step.numpy()),
+                                       self.config.keep_checkpoints)
         if not self.is_chief:
             shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
         return path
@@ -234,7 +240,7 @@ class Trainer:
                 # each replica's loss is already divided by the global batch: their sum is the global mean
                 reduced = {"loss": strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), **reduced}
             self.step.assign_add(1)
-            self._sums.add(reduced)  # the host reads the sums at logging steps only
+            return reduced
 
         return tf.function(train_function, reduce_retracing=True)
 
@@ -289,9 +295,10 @@ class Trainer:
                     batches = None  # this dataset ended (e.g. an epoch): ask make_data for the next steps
                     continue
                 fresh = False
-                self._train_function(batch)
+                self._sums.add(self._train_function(batch))
                 self._sums.count_step()
                 step += 1
+                faults.point("step", step)
                 log_now = step % config.log_every == 0 or step == config.max_steps
                 metrics = {}
                 if log_now or progress.due():
