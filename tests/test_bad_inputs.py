@@ -10,12 +10,14 @@ import re
 import cv2
 import numpy as np
 import pytest
+import scipy.io
 import tensorflow as tf
 
 from data import datasets, pipeline, synthetic
-from data.datasets import msmt17, vehicleid, veri776, veriwild
+from data.datasets import cuhk03, msmt17, vehicleid, veri776, veriwild
 from data.record import DatasetError, Sample
 from data.synthetic import generator
+from test_datasets_cuhk import SMALL as CUHK03_SMALL, cuhk03_root, write_new_protocol_config  # noqa: F401
 from test_datasets_market_family import MARKET_FILES, MSMT_LISTS, _write_market_style, _write_msmt
 from test_datasets_vehicle import write_vehicleid, write_veri, write_veriwild
 
@@ -312,3 +314,24 @@ def test_a_jpeg_with_corrupt_scan_data_is_an_error_unless_decoding_is_lenient(tm
     images, _, _ = next(iter(pipeline.make_dataset([Sample(path, 1, 0)], image_size=(32, 16),
                                                    strict_decoding=False)))
     assert images.shape == (1, 32, 16, 3)
+
+
+# ------------------------------------------------------------------------------------------ CUHK03 new-protocol config
+
+def test_cuhk03_new_protocol_lists_each_image_once(cuhk03_root):
+    cuhk03.load(cuhk03_root, variant="detected", **CUHK03_SMALL)  # extracts the detected images
+    config = os.path.join(cuhk03_root, "cuhk03_new_protocol_config_detected.mat")
+    write_new_protocol_config(config, os.path.join(cuhk03_root, "cuhk03_release", "images_detected"))
+    assert len(datasets.load("cuhk03_detected", cuhk03_root, split="new", verbose=False).gallery) == 7
+    data = {k: v for k, v in scipy.io.loadmat(config).items() if not k.startswith("__")}
+    for subset, value, message in [
+        ("gallery_idx", lambda d: d["query_idx"][1, 0], r"gallery_idx\(2\): .*images_detected/3_001_1_02.png is "
+                                                         r"already listed at .*detected.mat: query_idx\(2\)$"),
+        ("train_idx", lambda d: d["gallery_idx"][0, 0], r"gallery_idx\(1\): .* is already listed at .*detected.mat: "
+                                                        r"train_idx\(2\)$"),  # a test image trained on
+        ("query_idx", lambda d: d["query_idx"][0, 0], r"query_idx\(2\): .* is already listed at .*query_idx\(1\)$"),
+    ]:
+        broken = {k: v.copy() for k, v in data.items()}
+        broken[subset][1, 0] = value(data)
+        scipy.io.savemat(config, broken)
+        expect(message, datasets.load, "cuhk03_detected", cuhk03_root, split="new", verbose=False)

@@ -12,7 +12,8 @@ Layout (in ROOT or `ROOT/cuhk03`, any one of):
     `images_<variant>/` or the folder itself (the classic protocol still needs the .mat for `testsets`).
   * for the new protocol, also `cuhk03_new_protocol_config_<variant>.mat` in the folder or beside `cuhk-03.mat`
     (keys `filelist`, `labels`, `train_idx`, `query_idx`, `gallery_idx`, indices 1-based; its `camId` is not
-    needed, the cameras come from the file names).
+    needed, the cameras come from the file names). Its file names are looked up in the image folder (none can
+    point elsewhere), and an image may appear once in the three index lists together.
 
 Identities are unique across camera pairs: pid = 1000 * pair + person (1-based, e.g. 2017); the camera is the
 pair's view, camid = 2 * (pair - 1) + view - 1 (0-9), so the same-camera rule compares the right cameras.
@@ -44,7 +45,7 @@ import shutil
 
 import numpy as np
 
-from data.datasets.common import list_images, require_dir
+from data.datasets.common import list_images, list_once, require_dir
 from data.datasets.reid_layout import find_dataset_dir
 from data.datasets.splits import check_official, identity_partition, split_parts, unknown_split
 from data.record import DatasetError, Record, Sample, relabel
@@ -364,12 +365,15 @@ def _new_protocol(root: str, name: str, variant: str, folder: str, samples: tupl
                                f" but other images of the same person have label {label_of[pid]}")
     if len(set(label_of.values())) != len(label_of):
         raise DatasetError(f"{path}: one label is given to images of different persons")
-    lists = {}
+    lists, seen = {}, {}
     for subset in ("train", "query", "gallery"):
         indices = np.asarray(config[f"{subset}_idx"]).ravel()
         if not _positive_integers(indices) or indices.max() > len(files):
             raise DatasetError(f"{path}: {subset}_idx must hold 1-based indices into filelist (1..{len(files)})")
         lists[subset] = [by_name[files[int(i) - 1]] for i in indices]
+        # one image twice in a list, or in two of them (a test image trained on, a query that is its own match)
+        for position, sample in enumerate(lists[subset], start=1):
+            list_once(seen, sample.path, f"{path}: {subset}_idx({position})")
         check_official(f"{path} ({subset}_idx)", lists[subset], OFFICIAL_NEW[variant][subset], check_counts)
     return Record(name=name, train=relabel(lists["train"]), query=lists["query"], gallery=lists["gallery"],
                   protocol="market1501", split="new")
