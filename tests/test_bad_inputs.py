@@ -17,7 +17,8 @@ from data import datasets, pipeline, synthetic
 from data.datasets import cuhk03, msmt17, vehicleid, veri776, veriwild
 from data.record import DatasetError, Sample
 from data.synthetic import generator
-from test_datasets_cuhk import SMALL as CUHK03_SMALL, cuhk03_root, write_new_protocol_config  # noqa: F401
+from test_datasets_cuhk import SMALL as CUHK03_SMALL, write_cuhk03_mat, write_new_protocol_config
+from test_datasets_cuhk import cuhk03_root  # noqa: F401 (a fixture)
 from test_datasets_market_family import MARKET_FILES, MSMT_LISTS, _write_market_style, _write_msmt
 from test_datasets_vehicle import write_vehicleid, write_veri, write_veriwild
 
@@ -335,3 +336,13 @@ def test_cuhk03_new_protocol_lists_each_image_once(cuhk03_root):
         broken[subset][1, 0] = value(data)
         scipy.io.savemat(config, broken)
         expect(message, datasets.load, "cuhk03_detected", cuhk03_root, split="new", verbose=False)
+
+
+def test_cuhk03_in_a_non_utf8_folder_is_named_not_a_crash(tmp_path):
+    """OpenCV's imwrite and imread crash the process (segmentation fault) on such a path; the extraction writes
+    without them and the Record names the folder."""
+    root = os.path.join(str(tmp_path), os.fsdecode(b"m\xfcnchen"))
+    write_cuhk03_mat(os.path.join(root, "cuhk03_release", "cuhk-03.mat"))
+    expect(r"m\\xfcnchen/cuhk03_release/images_labeled/\d_\d{3}_\d_\d{2}.png: the image path is not UTF-8",
+           datasets.load, "cuhk03_labeled", root, **CUHK03_SMALL)
+    assert len(os.listdir(os.path.join(root, "cuhk03_release", "images_labeled"))) > 0

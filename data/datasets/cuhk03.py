@@ -143,8 +143,6 @@ def _alive(pid: int) -> bool:
 
 def extract_images(mat_path: str, variant: str, target: str, verbose: bool = True) -> str:
     """Write every image of `variant` in `mat_path` as `target/<torchreid name>.png`, atomically (module doc)."""
-    import cv2
-
     _remove_stale(target)
     partial = f"{target}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
@@ -166,9 +164,8 @@ def extract_images(mat_path: str, variant: str, target: str, verbose: bool = Tru
                     for slot in range(1, SLOTS_PER_PERSON + 1):
                         where = f"{variant}{{{p}}}{{{person},{slot}}}"
                         image = _decode_image(mat[cells[slot - 1, person - 1]], mat_path, where)
-                        out = os.path.join(partial, image_name(p, person, slot))
-                        if image is not None and not cv2.imwrite(out, image[..., ::-1]):
-                            raise DatasetError(f"could not write {out}")
+                        if image is not None:
+                            _write_png(os.path.join(partial, image_name(p, person, slot)), image)
                     progress.add(1)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -180,6 +177,17 @@ def extract_images(mat_path: str, variant: str, target: str, verbose: bool = Tru
             raise
         shutil.rmtree(partial, ignore_errors=True)  # another process finished the same extraction first
     return target
+
+
+def _write_png(path: str, image: np.ndarray) -> None:
+    """Write RGB `image` as a PNG. Encoded in memory and written by Python: OpenCV's imwrite crashes the process
+    (segmentation fault) on a path that is not UTF-8, such as a non-UTF-8 dataset folder."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", image[..., ::-1])
+    if not ok:
+        raise DatasetError(f"could not encode {path}")
+    encoded.tofile(path)
 
 
 def _progress(total: int, title: str, verbose: bool):
