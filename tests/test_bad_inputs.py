@@ -198,6 +198,13 @@ def test_the_csv_dataset_follows_paths_anywhere_by_design(tmp_path):
            str(lists))
     (lists / "train.csv").write_text("path,pid,camid\n../elsewhere/0001.jpg,1,0\n")
     assert datasets.load("csv", str(lists)).train[0].path == str(outside)
+    (lists / "query.csv").write_text(f"path,pid,camid\n{outside},1,2\n")  # a training image as a query
+    expect(r"query.csv:2: .*elsewhere/0001.jpg is already listed at .*train.csv:2; an image belongs to one of train, "
+           r"query and gallery", datasets.load, "csv", str(lists))
+    (lists / "train.csv").unlink()
+    (lists / "gallery.csv").write_text("path,pid,camid\n../elsewhere/0001.jpg,,\n")  # search mode: its own match
+    (lists / "query.csv").write_text("path,pid,camid\n../elsewhere/0001.jpg,,\n")
+    expect(r"gallery.csv:2: .* is already listed at .*query.csv:2", datasets.load, "csv", str(lists))
 
 
 # -------------------------------------------------------------------------------------------------------- synthetic

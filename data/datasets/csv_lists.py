@@ -10,16 +10,17 @@ Each file starts with the header `path,pid,camid` (columns in that order) and ha
 - `path`: relative to the folder holding the file, or absolute; the image must exist. Unlike the official datasets'
   readers, which refuse list paths that leave their image folder, this reader lets a path point anywhere (`..`,
   another disk): your images need not sit under the list's folder. The choice is deliberate, not silent: every
-  path is normalised, must exist, and may appear once per file.
+  path is normalised, must exist, and may appear once in all three files.
 - `pid`, `camid`: non-negative integers, any number of identities and cameras. pid 0 is an identity like any other
   (no distractor convention, unlike Market-1501's layout); there are no junk labels.
 - Search mode: in `query.csv` and `gallery.csv` both may be empty (`path,,`): the images have no labels, and the
   tools that need labels (evaluation) say so. A file is labelled throughout or unlabelled throughout; `train.csv`
   is always labelled.
 
-Errors name the file and line: a missing image, a path listed twice in one file, a non-integer or negative label,
-a camid without a pid (or a pid without a camid), a row with other than three fields, bytes that are not UTF-8
-(`common.read_text`; a UTF-8 byte-order mark is accepted).
+Errors name the file and line: a missing image, a path listed twice in one file or in two (a training image among
+the queries or the gallery is a test image trained on; a query in the gallery is its own match), a non-integer or
+negative label, a camid without a pid (or a pid without a camid), a row with other than three fields, bytes that
+are not UTF-8 (`common.read_text`; a UTF-8 byte-order mark is accepted).
 Train pids are relabelled 0..P-1 as every reader does; query and gallery keep the file's pids.
 
 Options: `protocol` (default "market1501", any of `data.evaluation.PROTOCOLS`).
@@ -58,8 +59,13 @@ def _rows(path: str):
     return rows[1:]
 
 
-def read_list(path: str, subset: str) -> tuple[Sample, ...]:
-    """The samples of one list file (`subset` decides whether labels may be empty); see the module docstring."""
+def read_list(path: str, subset: str, other_lists: dict[str, str] | None = None) -> tuple[Sample, ...]:
+    """The samples of one list file (`subset` decides whether labels may be empty); see the module docstring.
+
+    `other_lists`: image path -> "file:line" of the lists read before; an image of this file among them is an error,
+    and this file's images are added to it.
+    """
+    other_lists = {} if other_lists is None else other_lists
     folder = os.path.dirname(os.path.abspath(path))
     samples, first_line, labelled, first_row = [], {}, None, None
     for number, fields in _rows(path):
@@ -85,6 +91,9 @@ def read_list(path: str, subset: str) -> tuple[Sample, ...]:
         full = os.path.normpath(image if os.path.isabs(image) else os.path.join(folder, image))
         if full in first_line:
             raise DatasetError(f"{where}: {image} is listed twice (first on line {first_line[full]})")
+        if full in other_lists:
+            raise DatasetError(f"{where}: {image} is already listed at {other_lists[full]}; an image belongs to one "
+                               "of train, query and gallery")
         if not os.path.isfile(full):
             raise DatasetError(f"{where}: image not found: {full}")
         first_line[full] = number
@@ -92,6 +101,7 @@ def read_list(path: str, subset: str) -> tuple[Sample, ...]:
             samples.append(Sample(full, _label(pid_text, "pid", where), _label(camid_text, "camid", where)))
         else:
             samples.append(Sample(full, None, None))
+    other_lists.update((full, f"{path}:{number}") for full, number in first_line.items())
     return tuple(samples)
 
 
@@ -106,7 +116,8 @@ def load(root: str, split: str | None = None, protocol: str = "market1501") -> R
     present = {subset: path for subset, path in files.items() if os.path.isfile(path)}
     if not present:
         raise DatasetError(f"{root}: holds none of {', '.join(os.path.basename(p) for p in files.values())}")
-    lists = {subset: read_list(path, subset) if subset in present else () for subset, path in files.items()}
+    listed: dict[str, str] = {}
+    lists = {subset: read_list(path, subset, listed) if subset in present else () for subset, path in files.items()}
     return Record(NAME, relabel(lists["train"]), lists["query"], lists["gallery"], protocol=protocol,
                   split=os.path.abspath(root))
 
