@@ -353,3 +353,15 @@ def test_cuhk03_in_a_non_utf8_folder_is_named_not_a_crash(tmp_path):
     expect(r"m\\xfcnchen/cuhk03_release/images_labeled/\d_\d{3}_\d_\d{2}.png: the image path is not UTF-8",
            datasets.load, "cuhk03_labeled", root, **CUHK03_SMALL)
     assert len(os.listdir(os.path.join(root, "cuhk03_release", "images_labeled"))) > 0
+
+
+def test_a_png_with_a_changed_byte_is_an_error(tmp_path):
+    """PNG chunks carry a CRC that libpng checks, so OpenCV already refuses a damaged PNG (strict or not)."""
+    pixels = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (32, 16, 3), dtype=np.uint8), (5, 5), 0)
+    data = bytearray(cv2.imencode(".png", pixels)[1].tobytes())
+    data[data.index(b"IDAT") + 60] ^= 0x55
+    path = str(tmp_path / "0001_c1s1_000001_01.png")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    for strict in (True, False):
+        expect(re.escape(path) + ": cannot decode image", pipeline.read_image, path, strict)
