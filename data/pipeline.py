@@ -15,6 +15,7 @@ graph ops in the parallel map, so the pipeline keeps both cores busy.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import cv2
@@ -63,8 +64,9 @@ def read_image(path: str, strict: bool = True) -> np.ndarray:
 
 
 def decode(path: tf.Tensor, strict: bool = True) -> tf.Tensor:
-    """Graph op: the RGB uint8 image (H, W, 3) at the scalar string `path`, via `read_image(path, strict)`."""
-    image = tf.py_function(lambda p: read_image(p.numpy().decode("utf-8"), strict), [path], tf.uint8)
+    """Graph op: the RGB uint8 image (H, W, 3) at the scalar string `path` (the file system's bytes of the path, as
+    `os.fsencode` gives them), via `read_image(path, strict)`."""
+    image = tf.py_function(lambda p: read_image(os.fsdecode(p.numpy()), strict), [path], tf.uint8)
     image.set_shape([None, None, 3])
     return image
 
@@ -140,7 +142,8 @@ def make_dataset(samples: Sequence[Sample], *, image_size=(224, 112), normalizat
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     image_size = _check_size(image_size)
-    paths = tf.constant([s[0] for s in samples])
+    # bytes, not str: a path that is not UTF-8 (Python holds its bytes as surrogates) cannot become a str tensor
+    paths = tf.constant([os.fsencode(s[0]) for s in samples])
     pids = tf.constant([s[1] for s in samples], tf.int32)
     camids = tf.constant([s[2] for s in samples], tf.int32)
     dataset = tf.data.Dataset.from_tensor_slices((paths, pids, camids))

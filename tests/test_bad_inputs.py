@@ -365,3 +365,12 @@ def test_a_png_with_a_changed_byte_is_an_error(tmp_path):
         f.write(bytes(data))
     for strict in (True, False):
         expect(re.escape(path) + ": cannot decode image", pipeline.read_image, path, strict)
+
+
+def test_the_pipeline_reads_any_path_the_file_system_has(tmp_path, sound_jpeg):
+    """Samples that do not come from a Record (which refuses them) may hold a non-UTF-8 path: no TensorFlow error."""
+    path = os.path.join(str(tmp_path), os.fsdecode(b"caf\xe9.jpg"))
+    with open(path, "wb") as f:
+        f.write(sound_jpeg[0])
+    images, pids, _ = next(iter(pipeline.make_dataset([Sample(path, 7, 0)], image_size=(32, 16))))
+    assert images.shape == (1, 32, 16, 3) and pids.numpy().tolist() == [7]
