@@ -38,6 +38,9 @@ class Context:
       multi-split protocols (CUHK's 10 splits, VehicleID's 10 galleries). verbose: progress bars and logs.
     synthetic_options: `data.synthetic.SyntheticConfig` fields of the smoke scale's synthetic dataset (e.g. fewer
       identities); empty: its defaults.
+    seed: the seed of every training run (samplers, augmentation, initial weights, dropout) and of the global
+      generators before each row (`experiments.run.run_table`), recorded in each row's `info`: two runs with one
+      seed give the same table, and a resumed run the same rows as an uninterrupted one.
     """
 
     scale: str
@@ -51,6 +54,7 @@ class Context:
     max_splits: int | None = None
     verbose: int = 1
     synthetic_options: dict = dataclasses.field(default_factory=dict)
+    seed: int = 0
     loaded: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self):

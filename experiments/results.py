@@ -1,4 +1,4 @@
-"""Results of a table, row by row: `results/<table>.csv` (the record, appended one finished row at a time) and
+"""Results of a table, row by row: `results/<table>.csv` (the record, rewritten whole after each finished row) and
 `results/<table>.md` (rewritten from the CSV after every row), each with our number, the paper's and the
 difference.
 
@@ -16,8 +16,11 @@ CSV format (one line per row and metric, in the table's metric order; `csv` modu
 | info | JSON of what the runner resolved (parameters used, splits, checkpoints) |
 
 A row is finished when all its metric lines are in the CSV; a run skips finished rows, so a killed run resumes
-where it stopped. Lines of an unfinished row (a run killed while writing it) are dropped at the next write. One CSV
-holds one scale: a run at the other scale is refused rather than mixing them.
+where it stopped. Both files are written atomically (`engine.atomic`: a temporary beside them, then renamed), so a
+run killed while writing leaves the previous complete file. A file cut short some other way (a full disk, a
+partial copy, an older version that appended in place) never reads as more than it holds: a last line without its
+line end is dropped, and a row counts only when all its metric lines are complete. One CSV holds one scale: a run
+at the other scale is refused rather than mixing them. Each row's `info` records the `seed` it ran with.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import math
 import os
 from typing import Mapping
 
+from engine import atomic, faults
 from experiments.tables import Row, Table
 
 COLUMNS = ("row", "metric", "ours", "paper", "diff", "unit", "scale", "data", "seconds", "info")
@@ -64,27 +68,29 @@ class ResultStore:
         if not os.path.exists(self.csv_path):
             return []
         with open(self.csv_path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None:
-                return []
-            if tuple(reader.fieldnames) != COLUMNS:
-                raise ResultsError(f"{self.csv_path}: columns {reader.fieldnames} are not those of an experiments "
-                                   f"results file {list(COLUMNS)}; move it away or pass another --results_dir")
-            lines = []
-            for number, line in enumerate(reader, start=2):
-                if None in line.values() or None in line:  # a line cut short by a killed run
-                    continue
-                if self.scale is None:
-                    self.scale = line["scale"]  # reading only: take the file's scale
-                if line["scale"] != self.scale:
-                    raise ResultsError(f"{self.csv_path} line {number} holds {line['scale']}-scale results; this "
-                                       f"run is at {self.scale} scale: pass another --results_dir or remove the file")
-                try:
-                    for key in ("ours", "paper", "diff", "seconds"):
-                        _parse(line[key])
-                except ValueError:
-                    continue
-                lines.append(line)
+            text = handle.read()
+        # a last line without its line end was cut short: whatever it holds is not a finished line
+        reader = csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1], newline=""))
+        if reader.fieldnames is None:
+            return []
+        if tuple(reader.fieldnames) != COLUMNS:
+            raise ResultsError(f"{self.csv_path}: columns {reader.fieldnames} are not those of an experiments "
+                               f"results file {list(COLUMNS)}; move it away or pass another --results_dir")
+        lines = []
+        for number, line in enumerate(reader, start=2):
+            if None in line.values() or None in line:  # a line cut short by a killed run
+                continue
+            if self.scale is None:
+                self.scale = line["scale"]  # reading only: take the file's scale
+            if line["scale"] != self.scale:
+                raise ResultsError(f"{self.csv_path} line {number} holds {line['scale']}-scale results; this "
+                                   f"run is at {self.scale} scale: pass another --results_dir or remove the file")
+            try:
+                for key in ("ours", "paper", "diff", "seconds"):
+                    _parse(line[key])
+            except ValueError:
+                continue
+            lines.append(line)
         return lines
 
     def finished(self) -> set:
@@ -106,7 +112,6 @@ class ResultStore:
         unknown = sorted(set(values) - set(self._metric_keys))
         if unknown:
             raise ValueError(f"table {self.table.name} row {row.row_id}: values for unknown metrics {unknown}")
-        os.makedirs(self.results_dir, exist_ok=True)
         info_text = json.dumps(info or {}, sort_keys=True, default=str)
         new = []
         for metric in self.table.metrics:
@@ -115,28 +120,25 @@ class ResultStore:
             new.append({"row": row.row_id, "metric": metric.key, "ours": _number(ours), "paper": _number(paper),
                         "diff": _number(diff), "unit": metric.unit, "scale": self.scale, "data": data,
                         "seconds": _number(seconds), "info": info_text})
-        complete = self._complete_lines()
-        if len(complete) != len(self.lines) or not os.path.exists(self.csv_path):
-            self._rewrite(complete)  # drop a half-written row, or start the file with its header
-        self.lines = complete + new
-        self._append(new)
+        self.lines = self._complete_lines() + new  # a half-written row of an older file is dropped here
+        self._write_csv(self.lines)
         self.write_markdown()
 
-    def _rewrite(self, lines: list[dict]) -> None:
-        temporary = self.csv_path + ".tmp"
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, COLUMNS)
-            writer.writeheader()
-            writer.writerows(lines)
-        os.replace(temporary, self.csv_path)
-
-    def _append(self, lines: list[dict]) -> None:
-        buffer = io.StringIO()
-        csv.DictWriter(buffer, COLUMNS).writerows(lines)
-        with open(self.csv_path, "a", newline="") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
+    def _write_csv(self, lines: list[dict]) -> None:
+        """The whole CSV, atomically and flushed to disk (a few hundred lines at most: rewriting costs nothing)."""
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, COLUMNS)
+        writer.writeheader()
+        writer.writerows(lines)
+        content = buffer.getvalue().encode("utf-8")
+        with atomic.atomic_path(self.csv_path) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(content[:len(content) // 2])
+                handle.flush()
+                faults.point("results_row", len(lines))  # a kill halfway through the temporary (tests)
+                handle.write(content[len(content) // 2:])
+                handle.flush()
+                os.fsync(handle.fileno())
 
     # ------------------------------------------------------------------------------------------- Markdown
     def values(self) -> dict:
@@ -181,12 +183,7 @@ class ResultStore:
         return "\n".join(lines) + "\n"
 
     def write_markdown(self) -> str:
-        os.makedirs(self.results_dir, exist_ok=True)
-        temporary = self.md_path + ".tmp"
-        with open(temporary, "w") as handle:
-            handle.write(self.markdown())
-        os.replace(temporary, self.md_path)
-        return self.md_path
+        return atomic.write_text(self.md_path, self.markdown())
 
 
 def _format(value, unit: str, signed: bool = False) -> str:

@@ -9,11 +9,15 @@ r"""Regenerate a table of the KVM-MN or ACP paper beside the paper's own numbers
         --inception_checkpoint=/models/inception_v1.ckpt --strategy=mirrored
 
 Each row is trained (where it needs training) and evaluated by the library functions the packages' binaries call
-(`experiments.runners`); its numbers are appended to `<results_dir>/<table>.csv` as soon as it finishes and
+(`experiments.runners`); its numbers go into `<results_dir>/<table>.csv` as soon as it finishes and
 `<results_dir>/<table>.md` is rewritten, with ours, the paper's and the difference (`experiments.results`). Rows
 already in the CSV are skipped, and training runs resume from their checkpoints under `<results_dir>/work/<scale>`,
 so a killed run started again continues where it stopped. A row that fails is reported and the others still run;
 the exit status is then 1.
+
+Every source of randomness is seeded from --seed (default 0): each training run with it, and the global generators
+again before each row, so a row's numbers do not depend on the rows run before it in the same process; two runs
+give the same table and a resumed run the rows of an uninterrupted one. The seed is in each row's `info`.
 
 `--scale=smoke` runs every row on the synthetic dataset (whatever the row's dataset) with a few training steps of
 toy-sized models on the CPU: a check that the whole table runs, not a reproduction.
@@ -30,6 +34,7 @@ import traceback  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from engine import distribute  # noqa: E402
+from engine import seed as engine_seed  # noqa: E402
 from engine.flags import declare_once  # noqa: E402
 from experiments import tables  # noqa: E402
 from experiments.context import SCALES, Context  # noqa: E402
@@ -56,6 +61,8 @@ declare_once(flags.DEFINE_enum, "strategy", "one_device", "tf.distribute strateg
 flags.DEFINE_integer("max_splits", None, "Evaluate only the first N splits of multi-split protocols (CUHK03 / CUHK01 "
                      "10 splits, VehicleID 10 galleries); default all, as the papers.", lower_bound=1)
 flags.DEFINE_bool("list", False, "List the tables (or the rows of --table) with the paper's numbers, and exit.")
+declare_once(flags.DEFINE_integer, "seed", 0, "Seed of every random generator (initialisers, samplers, augmentation, "
+             "dropout); recorded in each row's info.")
 declare_once(flags.DEFINE_integer, "verbose", 1, "0: quiet; 1: progress bars of training; 2: also of re-ranking.")
 FLAGS = flags.FLAGS
 
@@ -98,6 +105,7 @@ def run_table(table_name: str, context: Context, row_ids=(), log=print) -> dict:
             continue
         log(f"[{number}/{len(rows)}] {table.name} row {row.row_id} on {context.describe(row.data)}")
         started = time.perf_counter()
+        engine_seed.set_seed(context.seed)  # whatever ran before in this process (a resumed run skips rows)
         try:
             result = runner(row.runner)(row, context)
         except Exception as error:  # one failed row must not stop the others; it is reported and retried later
@@ -106,7 +114,8 @@ def run_table(table_name: str, context: Context, row_ids=(), log=print) -> dict:
             log(f"    FAILED: {outcome['failed'][row.row_id]}")
             continue
         values = {key: value for key, value in result.values.items() if key in keys}
-        store.record(row, values, context.describe(row.data), time.perf_counter() - started, result.info)
+        store.record(row, values, context.describe(row.data), time.perf_counter() - started,
+                     {**result.info, "seed": context.seed})
         outcome["ran"].append(row.row_id)
         log("    " + ", ".join(f"{key} {value:.4g}" + (f" (paper {row.paper[key]:g})" if row.paper.get(key)
                                                           is not None else "") for key, value in values.items()))
@@ -129,7 +138,7 @@ def main(argv):
     context = Context(scale=FLAGS.scale, results_dir=FLAGS.results_dir, data_root=FLAGS.data_root,
                       work_dir=FLAGS.work_dir, features_dir=FLAGS.features_dir,
                       inception_checkpoint=FLAGS.inception_checkpoint, resnet_weights=FLAGS.resnet_weights,
-                      strategy=FLAGS.strategy, max_splits=FLAGS.max_splits, verbose=FLAGS.verbose)
+                      strategy=FLAGS.strategy, max_splits=FLAGS.max_splits, verbose=FLAGS.verbose, seed=FLAGS.seed)
     try:
         outcome = run_table(FLAGS.table, context, FLAGS.rows)
     except ResultsError as error:

@@ -61,10 +61,10 @@ def trained_model(context, spec, setting) -> tuple:
     if train_dir not in context.loaded:
         features = feature_files.train_features(context, spec)
         loop = LoopConfig(train_dir, SMOKE_STEPS if context.smoke else 0,
-                          checkpoint_every=SMOKE_STEPS if context.smoke else 1000, log_every=100,
+                          checkpoint_every=SMOKE_STEPS // 2 if context.smoke else 1000, log_every=100,
                           show_progress=bool(context.verbose))
         result = acp_training.train(features, loop, preset, config, recipe, distribute.make_strategy(context.strategy),
-                                    seed=0, verbose=context.verbose)
+                                    seed=context.seed, verbose=context.verbose)
         context.loaded[train_dir] = result["model"]
     return context.loaded[train_dir], train_dir
 

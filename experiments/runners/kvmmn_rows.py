@@ -60,7 +60,7 @@ def train_config(row, context, spec, split) -> TrainConfig:
     return TrainConfig(train_dir="", dataset=spec.dataset, data_root=context.root(spec.dataset), split=split,
                        dataset_options=dict(spec.options), model=KVMMNConfig(**model), strategy=context.strategy,
                        checkpoint_every=max(1, min(5000, steps // 2)), show_progress=bool(context.verbose),
-                       **fields)
+                       seed=context.seed, **fields)
 
 
 def run_directory(context, spec, split, config: TrainConfig) -> str:
