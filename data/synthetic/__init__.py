@@ -7,7 +7,8 @@ and the tests (no real dataset can be downloaded here).
   python -m data.synthetic --root=DIR [--num_identities=N ...]: the command-line generator.
 
 Modules: `people` (appearance attributes, look-alike groups, cameras), `render` (drawing), `generator` (layout,
-atomic write, metadata with a manifest of every image, `generator.manifest_mismatch`). Read them through `data.datasets.load("synthetic", root)`.
+atomic write, metadata with a manifest of every image, `generator.manifest_mismatch`). Read them through
+`data.datasets.load("synthetic", root)`.
 """
 from data.synthetic.generator import (DEFAULT_ROOT, GENERATOR_VERSION, METADATA_FILE, SyntheticConfig,
                                       default_root, generate, look_alike_groups, make_config, read_config,
