@@ -15,6 +15,12 @@ values, the other inputs are pruned from the graph. In Python:
 Images are preprocessed as for training: resized to the model's image size and scaled to TF-slim's [-1, 1]
 (`data.pipeline.load_image(path, image_size, "inception")`). `metadata.json` in the export folder records the
 model configuration and the image size.
+
+Export folders: `--export_dir` is a folder of kvmmn-export's own (`engine.run_dir.claim`; a user's non-empty
+folder, e.g. a dataset, is refused before anything is written) holding one numbered version per export,
+`<export_dir>/1`, `<export_dir>/2`, ... (TensorFlow Serving's layout). Each version is written complete to a
+temporary folder beside it and renamed into place, and never over an earlier one, so the SavedModel and the
+metadata of a version always belong together, even when an export is killed.
 """
 from __future__ import annotations
 
@@ -24,7 +30,10 @@ import os
 import keras
 import tensorflow as tf
 
+from engine import atomic, run_dir
 from kvmmn.model import MEMORY_FIELDS, KVMMN
+
+EXPORT_TOOL = "kvmmn-export"  # the owner named in an export folder's marker
 
 
 def _memory_specs(model: KVMMN, prefix: str) -> dict:
@@ -34,11 +43,17 @@ def _memory_specs(model: KVMMN, prefix: str) -> dict:
 
 def export_saved_model(model: KVMMN, export_dir: str, gallery_batch_size: int | None = None,
                        extra_metadata: dict | None = None) -> str:
-    """Write `model` as a SavedModel with the `embed` and `score` signatures to `export_dir`; returns it.
+    """Write `model` as a SavedModel with the `embed` and `score` signatures to a new version folder of
+    `export_dir` (see the module docstring); returns that folder, e.g. `<export_dir>/1`.
 
     gallery_batch_size: `score` compares the queries with this many gallery images at a time (bounds memory for
     large galleries; None: all at once).
+    Raises engine.run_dir.OwnershipError, before anything is written, when `export_dir` is a file, a non-empty
+    folder that kvmmn-export did not create, or another tool's folder.
     """
+    run_dir.prepare(export_dir, EXPORT_TOOL)
+    versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
+    version_dir = os.path.join(export_dir, str(max(versions, default=0) + 1))
     height, width = model.config.image_size
 
     def embed(images):
@@ -54,10 +69,10 @@ def export_saved_model(model: KVMMN, export_dir: str, gallery_batch_size: int | 
                                                                         name="images")])
     archive.add_endpoint("score", score, input_signature=[_memory_specs(model, "query"),
                                                           _memory_specs(model, "gallery")])
-    archive.write_out(export_dir, verbose=False)
     metadata = {"model": model.config.to_dict(), "image_size": [height, width], "normalization": "inception",
                 "signatures": {"embed": ["images"], "score": ["query_memory", "gallery_memory"]},
                 "memory_fields": list(MEMORY_FIELDS), **(extra_metadata or {})}
-    with open(os.path.join(export_dir, "metadata.json"), "w") as f:
-        json.dump(metadata, f, indent=2)
-    return export_dir
+    with atomic.atomic_path(version_dir) as temporary:
+        archive.write_out(temporary, verbose=False)
+        atomic.write_text(os.path.join(temporary, "metadata.json"), json.dumps(metadata, indent=2))
+    return version_dir

@@ -20,16 +20,18 @@ Choices of ours (also in WORKSPACE.md):
   batch; per-replica batch norm (as TF-slim's multi-GPU clones had) is `cross_replica_batchnorm=False`. XLA
   compiles each replica's step on its own and cannot run the cross-replica reductions of synchronized batch norm:
   XLA with several replicas needs `cross_replica_batchnorm=False` (or the "frozen" backbone batch norm).
-- A run is resumable: `train_dir` holds `kvmmn_config.json` (this configuration) and tf.train checkpoints of the
-  step, model, optimizer and the sampler's neighbour table; a restarted run checks that its configuration matches
-  the one in `train_dir` (`ConfigMismatchError` lists the differences) and continues from the latest checkpoint
-  with the same batches an uninterrupted run would have seen (`kvmmn.sampling`, stateless augmentation seeds).
+- A run is resumable: `train_dir` (a folder of kvmmn-train's own, `engine.run_dir.claim`: another tool's or a
+  user's non-empty folder is refused before anything is written) holds `kvmmn_config.json` (this configuration)
+  and tf.train checkpoints of the step, model, optimizer and the sampler's neighbour table; a restarted run checks
+  that its configuration matches the one in `train_dir` (`ConfigMismatchError` lists the differences) and
+  continues from the newest readable checkpoint with the same batches an uninterrupted run would have seen
+  (`kvmmn.sampling`, stateless augmentation seeds): killed anywhere, it ends bit-identical to an uninterrupted run
+  (`tests/test_faults.py`).
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import os
 
 import keras
@@ -40,7 +42,7 @@ from absl import logging
 from data import datasets
 from data.pipeline import PRESETS, augment_and_normalize, decode, resize
 from data.record import DatasetError, Record
-from engine import atomic, checkpoints, distribute, precision, seed as engine_seed, validation
+from engine import checkpoints, distribute, precision, run_dir, seed as engine_seed, validation
 from engine.train_loop import LoopConfig, Trainer, steps_dataset
 from kvmmn.embedding import pooled_features
 from kvmmn.losses import LOSSES, make_loss
@@ -50,6 +52,7 @@ from kvmmn.retrieval import evaluate_record
 from kvmmn.sampling import MINING, NUM_NEIGHBORS, SetwiseSampler
 
 CONFIG_FILE = "kvmmn_config.json"
+TOOL = "kvmmn-train"  # the owner named in its train_dir's marker (`engine.run_dir`)
 CONFIG_VERSION = 1
 NORMALIZATION = PRESETS["kvmmn"][1]
 
@@ -184,11 +187,10 @@ def read_run_config(path: str) -> TrainConfig:
     if not os.path.isfile(file):
         raise ConfigMismatchError(f"{file} not found: {path!r} is not the train_dir (or a checkpoint in the "
                                   f"train_dir) of a kvmmn-train run")
-    with open(file) as f:
-        try:
-            content = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ConfigMismatchError(f"{file} is not valid JSON: {err}") from None
+    return _config_from(run_dir.read_json(file, ConfigMismatchError), file)
+
+
+def _config_from(content: dict, file: str) -> TrainConfig:
     if content.get("version") != CONFIG_VERSION or "config" not in content:
         raise ConfigMismatchError(f"{file}: expected {{'version': {CONFIG_VERSION}, 'config': ...}}")
     try:
@@ -198,24 +200,24 @@ def read_run_config(path: str) -> TrainConfig:
 
 
 def check_or_write_run_config(config: TrainConfig) -> None:
-    """Write `config` into a new train_dir, or check that an existing run there has the same configuration."""
-    os.makedirs(config.train_dir, exist_ok=True)
-    has_checkpoint = tf.train.latest_checkpoint(config.train_dir) is not None
-    if os.path.isfile(config_path(config.train_dir)):
-        previous = read_run_config(config.train_dir).to_dict()
-        current = config.to_dict()
-        differences = [f"{name}: {previous.get(name)!r} in {CONFIG_FILE}, {current[name]!r} now"
-                       for name in current if name not in TrainConfig.RESUMABLE_CHANGES
-                       and previous.get(name) != current[name]]
-        if differences and has_checkpoint:
-            raise ConfigMismatchError(f"{config.train_dir} holds a run of another configuration; use another "
-                                      f"--train_dir or the same settings:\n  " + "\n  ".join(differences))
-    elif has_checkpoint:
+    """Write `config` into a new train_dir, or check that an existing run there has the same configuration (the
+    fields of `TrainConfig.RESUMABLE_CHANGES` may differ and take this run's values; anything may while the run
+    has no checkpoint yet)."""
+    run_dir.prepare(config.train_dir, TOOL, CONFIG_FILE)
+    has_checkpoint = bool(run_dir.checkpoint_steps(config.train_dir))
+    file = config_path(config.train_dir)
+    if has_checkpoint and not os.path.isfile(file):
         raise ConfigMismatchError(f"{config.train_dir} holds checkpoints but no {CONFIG_FILE}: it is not a "
                                   f"kvmmn-train run; use another --train_dir")
-    # atomic: a run killed while rewriting it on a restart would otherwise leave a file it cannot resume from
-    atomic.write_text(config_path(config.train_dir),
-                      json.dumps({"version": CONFIG_VERSION, "config": config.to_dict()}, indent=2))
+    current = config.to_dict()
+
+    def differences(stored: dict) -> list[str]:
+        previous = _config_from(stored, file).to_dict()
+        return [f"{name}: {previous.get(name)!r} in {CONFIG_FILE}, {current[name]!r} now" for name in current
+                if has_checkpoint and name not in TrainConfig.RESUMABLE_CHANGES and previous.get(name) != current[name]]
+
+    run_dir.write_or_check_config(config.train_dir, CONFIG_FILE, {"version": CONFIG_VERSION, "config": current},
+                                  differences, ConfigMismatchError, rewrite=True)
 
 
 # ---------------------------------------------------------------------------------------------- model and loss
@@ -355,6 +357,7 @@ def train(config: TrainConfig, hooks=()) -> dict:
     set-wise samples, ConfigMismatchError / RestoreError for a train_dir of another configuration.
     """
     strategy = distribute.make_strategy(config.strategy)
+    run_dir.claim(config.train_dir, TOOL, CONFIG_FILE)  # before any work: refuse another tool's folder at once
     engine_seed.set_seed(config.seed)
     precision.set_policy(config.mixed_precision)
     replicas = strategy.num_replicas_in_sync
@@ -418,13 +421,12 @@ def load_trained_model(path: str) -> tuple[KVMMN, TrainConfig, str, int]:
     """The model of a kvmmn-train run: `path` is its train_dir (latest checkpoint) or a checkpoint prefix.
 
     Returns (model, run config, checkpoint path, step). Raises ConfigMismatchError without `kvmmn_config.json`,
-    FileNotFoundError without a checkpoint, ValueError when the checkpoint does not hold this model's variables.
+    FileNotFoundError without a checkpoint, CorruptCheckpointError for an unreadable one (a train_dir falls back
+    to its newest readable checkpoint with a warning), ValueError when the checkpoint does not hold this model's
+    variables.
     """
     config = read_run_config(path)
-    checkpoint = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
-    if checkpoint is None or not tf.io.gfile.exists(checkpoint + ".index"):
-        raise FileNotFoundError(f"no checkpoint at {path!r} (a train_dir with checkpoints, or a prefix such as "
-                                f"<train_dir>/ckpt-1000)")
+    _, checkpoint = run_dir.resolve(path)
     model = KVMMN(config.model)
     step = tf.Variable(0, dtype=tf.int64)
     try:

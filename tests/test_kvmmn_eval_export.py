@@ -133,7 +133,8 @@ def test_saved_model_reloaded_in_a_fresh_process_gives_the_keras_scores(run, tmp
     np.testing.assert_allclose(served["scores"], expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(served["signature"], expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(served["keys"], np.asarray(model.embed(query_images)["keys"]), rtol=1e-5, atol=1e-6)
-    metadata = json.loads((tmp_path / "exported" / "metadata.json").read_text())
+    assert export_dir == str(tmp_path / "exported" / "1")
+    metadata = json.loads((tmp_path / "exported" / "1" / "metadata.json").read_text())
     assert metadata["image_size"] == [64, 32] and metadata["model"]["feature_dim"] == 16
 
 
