@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from engine import atomic
+
 DEFAULT_OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -139,8 +141,7 @@ def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any] | 
     info = machine()
     json_path = os.path.join(out_dir, f"{name}.json")
     md_path = os.path.join(out_dir, f"{name}.md")
-    with open(json_path, "w") as f:
-        json.dump({"name": name, "title": title, "machine": info, "meta": meta, "rows": rows}, f, indent=2)
-    with open(md_path, "w") as f:
-        f.write(_markdown(name, title, rows, meta, info))
+    atomic.write_text(json_path, json.dumps({"name": name, "title": title, "machine": info, "meta": meta,
+                                             "rows": rows}, indent=2))
+    atomic.write_text(md_path, _markdown(name, title, rows, meta, info))
     return json_path, md_path

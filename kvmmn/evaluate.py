@@ -19,7 +19,7 @@ import os
 from absl import app, flags, logging
 
 from data import datasets
-from engine import atomic
+from engine import atomic, run_dir
 from engine import flags as engine_flags
 from kvmmn.retrieval import evaluate_checkpoint, parse_shortlist
 from kvmmn.training import parse_dataset_options
@@ -58,6 +58,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.checkpoint:
         raise app.UsageError("--checkpoint is required")
+    if FLAGS.output:  # before the evaluation: a folder given as --output is an error now, not after the work
+        run_dir.check_output_file(FLAGS.output, "--output")
     results = evaluate_checkpoint(
         FLAGS.checkpoint, dataset=FLAGS.dataset, data_root=FLAGS.data_root, split=FLAGS.split,
         dataset_options=parse_dataset_options(FLAGS.dataset_option) if FLAGS.dataset_option is not None else None,

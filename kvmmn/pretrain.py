@@ -33,6 +33,7 @@ import tensorflow as tf
 from data.augment import random_flip
 from data.pipeline import PRESETS, decode, normalize, resize
 from data.record import Sample
+from engine import atomic
 from engine.progress import ProgressBar
 
 NORMALIZATION = PRESETS["kvmmn"][1]
@@ -147,14 +148,8 @@ def pretrain_backbone(backbone: keras.Model, samples: Sequence[Sample], config: 
 def save_backbone(backbone: keras.Model, prefix: str) -> str:
     """Write `backbone`'s variables to the checkpoint `prefix` (atomically: the index, which makes a checkpoint
     visible, is renamed into place last); returns `prefix`."""
-    directory = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(directory, exist_ok=True)
-    temporary = tf.train.Checkpoint(**{CHECKPOINT_KEY: backbone}).write(f"{prefix}.tmp{os.getpid()}")
-    data_files = tf.io.gfile.glob(f"{temporary}.data-*")
-    for path in data_files:
-        os.replace(path, prefix + path[len(temporary):])
-    os.replace(f"{temporary}.index", f"{prefix}.index")
-    return prefix
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    return atomic.write_checkpoint(tf.train.Checkpoint(**{CHECKPOINT_KEY: backbone}), prefix)
 
 
 def is_backbone_checkpoint(prefix: str) -> bool:
