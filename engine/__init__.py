@@ -30,18 +30,39 @@ Modules and their API
     - or `step_fn(per_replica_batch) -> {name: scalar}` doing its own update (values averaged over replicas);
     - `trackables={"sampler": engine.state.ArrayState(...), ...}` saved in the same checkpoint;
     - `hooks=[fn(step, metrics)]` after each step (metrics: the logged means at a logging step, else {}).
-  `Trainer.fit(make_data) -> {"step", "metrics"}`: restores the latest checkpoint of train_dir (RestoreError if
-  it belongs to another configuration); calls `make_data(start_step) -> tf.data.Dataset` of GLOBAL batches for
+  `Trainer.fit(make_data) -> {"step", "metrics"}`: restores the newest readable checkpoint of train_dir
+  (`engine.run_dir.latest_checkpoint`; RestoreError if it belongs to another configuration); calls `make_data(start_step) -> tf.data.Dataset` of GLOBAL batches for
   the remaining steps, or some of them (e.g. the rest of an epoch: when it ends, make_data is called again with
   the next step; an empty dataset stops with a warning); trains to max_steps in a tf.function (the per-replica
   gradient computation jit-compiled with `xla`); after each step runs the hooks, then saves
-  `train_dir/ckpt-<step>` every checkpoint_every steps and at the end; writes TensorBoard scalars (loss, lr,
+  `train_dir/ckpt-<step>` (`engine.run_dir.save_checkpoint`: atomic; the step, model, optimizer, the model's
+  dropout seed states `engine.checkpoints.random_states(model)` and the trackables) every checkpoint_every steps
+  and at the end; writes TensorBoard scalars (loss, lr,
   steps_per_sec, the metrics) to `train_dir/train` every log_every steps; shows a progress bar (step, loss, lr,
   steps/s, ETA), or without one logs the same line through absl. Logged loss and metrics are means over the steps
-  since the previous log (`RunningSums`, summed in the step function), not the logging step's batch. `Trainer.restore() -> step`, `Trainer.save()`, `Trainer.checkpoint`, `Trainer.step`.
+  since the previous log (`RunningSums`, summed by eager ops after each step), not the logging step's batch. `Trainer.restore() -> step`, `Trainer.save()`, `Trainer.checkpoint`, `Trainer.step`.
   `steps_dataset(batch_fn, start_step, stop_step, output_signature)`: batches `batch_fn(step)` computed in Python.
   Deterministic resume: make_data must give the batches of an uninterrupted run from start_step on, e.g. from a
-  sampler that is a pure function of (seed, step); accumulated sampler state goes into `trackables`.
+  sampler that is a pure function of (seed, step); accumulated sampler state goes into `trackables`. A run killed
+  anywhere then ends bit-identical to an uninterrupted one on CPU (tests/test_faults.py).
+`engine.run_dir`
+  The training directory and every folder the project owns. `claim(directory, tool, signature=None)` marks a
+  folder with `.reid-owned` (the tool's name) or checks the mark; a file, a user's non-empty folder or another
+  tool's folder is an `OwnershipError` naming it, raised before any work. `remove_owned(directory, tool)` deletes
+  only a folder with that tool's mark. `check_output_file(path, flag)`. `prepare(train_dir, tool, signature)` =
+  claim + remove dead temporaries. `write_or_check_config(directory, name, content, differences, error,
+  rewrite=False)`: atomic JSON, or the differences from the stored one as one error. `save_checkpoint(checkpoint,
+  directory, step, keep)`, `checkpoint_steps(directory)`, `latest_checkpoint(directory)` (the newest checkpoint
+  whose every tensor reads back; newer unreadable ones skipped with a warning naming the file),
+  `check_readable(prefix)` (`CorruptCheckpointError`, one line naming the file), `resolve(path, flag)` (a
+  train_dir or a checkpoint prefix -> (directory, prefix)).
+`engine.atomic`
+  `atomic_path(path)` (context manager yielding the temporary `<path>.tmp-<pid><ext>`, renamed into place),
+  `write_text`, `write_bytes`, `write_checkpoint(checkpoint, prefix)` (index renamed last),
+  `remove_dead_temporaries(path)` (run by every atomic write: temporaries of `path` whose pid is not running).
+`engine.faults`
+  `point(name, step)`: with `REID_FAULT=<point>:<step>[,...]` in the environment, SIGKILL this process there
+  (points: step, checkpoint_files, checkpoint_state, results_row); the fault-injection tests' hook.
 `engine.validation`
   `--eval_every` (opt-in): `hold_out(pids, seed)` -> mask of a seeded 10% (2..100) of the training identities;
   `split_samples(train, seed)` -> (train relabelled, held-out samples); `query_mask(pids, camids)` /
