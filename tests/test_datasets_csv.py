@@ -55,6 +55,9 @@ def test_csv_search_mode_without_labels_and_absent_files(crops):
     assert not record.is_labelled("query") and not record.is_labelled("gallery")
     assert record.counts()["gallery"] == (0, 2, 0)
     assert "gallery  |     0 |        2" in record.summary()
+    (crops / "gallery.csv").write_text("path\ncrops/0002_01.jpg\n\"crops/0001_02.jpg\"\n")  # paths alone
+    assert datasets.load("csv", str(crops)).gallery == (Sample(str(crops / "crops" / "0002_01.jpg"), None, None),
+                                                       Sample(str(crops / "crops" / "0001_02.jpg"), None, None))
 
 
 @pytest.mark.parametrize("name,text,message", [
@@ -69,7 +72,9 @@ def test_csv_search_mode_without_labels_and_absent_files(crops):
     ("gallery", "path,pid,camid\ncrops/0002_01.jpg,2,1\ncrops/0002_02.jpg,,\n",
      r"gallery.csv:3: has no labels but line 2 has labels"),
     ("gallery", "path,camid,pid\ncrops/0002_01.jpg,2,1\n", r"gallery.csv:1: expected the header path,pid,camid"),
-    ("gallery", "", r"gallery.csv:1: expected the header path,pid,camid, found 'an empty file'"),
+    ("gallery", "", r"gallery.csv:1: expected the header path,pid,camid \(or path alone\), found 'an empty file'"),
+    ("gallery", "path\ncrops/0002_01.jpg,2,1\n", r"gallery.csv:2: expected 1 field \(path\), got 3"),
+    ("train", "path\ncrops/0001_00.jpg\n", r"train.csv:2: training images need a pid and a camid"),
     ("query", "path,pid,camid\ncrops/0002_00.jpg,2\n", r"query.csv:2: expected 3 fields \(path,pid,camid\), got 2"),
 ])
 def test_csv_bad_input_names_file_and_line(crops, name, text, message):

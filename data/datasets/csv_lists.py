@@ -13,8 +13,8 @@ Each file starts with the header `path,pid,camid` (columns in that order) and ha
   path is normalised, must exist, and may appear once in all three files.
 - `pid`, `camid`: non-negative integers, any number of identities and cameras. pid 0 is an identity like any other
   (no distractor convention, unlike Market-1501's layout); there are no junk labels.
-- Search mode: in `query.csv` and `gallery.csv` both may be empty (`path,,`): the images have no labels, and the
-  tools that need labels (evaluation) say so. A file is labelled throughout or unlabelled throughout; `train.csv`
+- Search mode: in `query.csv` and `gallery.csv` both may be empty (`path,,`), or the header may be `path` alone
+  (one path per line): the images have no labels, and the tools that need labels (evaluation) say so. A file is labelled throughout or unlabelled throughout; `train.csv`
   is always labelled.
 
 Errors name the file and line: a missing image, a path listed twice in one file or in two (a training image among
@@ -36,6 +36,7 @@ from data.record import DatasetError, Record, Sample, relabel
 NAME = "csv"
 SUBSETS = ("train", "query", "gallery")
 HEADER = ["path", "pid", "camid"]
+PATH_ONLY = ["path"]  # a list of images without labels (search mode)
 PROTOCOLS = ("market1501", "single_shot", "vehicleid")  # data.evaluation.PROTOCOLS, without importing evaluation
 
 
@@ -49,14 +50,17 @@ def _label(text: str, what: str, where: str) -> int:
     return value
 
 
-def _rows(path: str):
-    """(line number, fields) of the data rows of `path`, after checking its header; errors name file and line."""
+def _rows(path: str) -> tuple[list[str], list]:
+    """(header, [(line number, fields)] of the data rows) of `path`, after checking its header (`HEADER`, or
+    `PATH_ONLY` for a list without labels); errors name file and line."""
     lines = read_text(path, "csv list file").splitlines()
     rows = [(number, fields) for number, fields in enumerate(csv.reader(lines), start=1) if fields]
-    if not rows or [f.strip() for f in rows[0][1]] != HEADER:
+    header = [f.strip() for f in rows[0][1]] if rows else []
+    if header not in (HEADER, PATH_ONLY):
         found = ",".join(rows[0][1]) if rows else "an empty file"
-        raise DatasetError(f"{path}:1: expected the header {','.join(HEADER)}, found {found!r}")
-    return rows[1:]
+        raise DatasetError(f"{path}:1: expected the header {','.join(HEADER)} (or {','.join(PATH_ONLY)} alone), "
+                           f"found {found!r}")
+    return header, rows[1:]
 
 
 def read_list(path: str, subset: str, other_lists: dict[str, str] | None = None) -> tuple[Sample, ...]:
@@ -68,11 +72,13 @@ def read_list(path: str, subset: str, other_lists: dict[str, str] | None = None)
     other_lists = {} if other_lists is None else other_lists
     folder = os.path.dirname(os.path.abspath(path))
     samples, first_line, labelled, first_row = [], {}, None, None
-    for number, fields in _rows(path):
+    header, rows = _rows(path)
+    for number, fields in rows:
         where = f"{path}:{number}"
-        if len(fields) != 3:
-            raise DatasetError(f"{where}: expected 3 fields (path,pid,camid), got {len(fields)}")
-        image, pid_text, camid_text = (f.strip() for f in fields)
+        if len(fields) != len(header):
+            raise DatasetError(f"{where}: expected {len(header)} field{'s' if len(header) > 1 else ''} "
+                               f"({','.join(header)}), got {len(fields)}")
+        image, pid_text, camid_text = (f.strip() for f in fields + ["", ""][:3 - len(fields)])
         if not image:
             raise DatasetError(f"{where}: empty path")
         if not pid_text and camid_text:
