@@ -14,8 +14,8 @@ Each file starts with the header `path,pid,camid` (columns in that order) and ha
 - `pid`, `camid`: non-negative integers, any number of identities and cameras. pid 0 is an identity like any other
   (no distractor convention, unlike Market-1501's layout); there are no junk labels.
 - Search mode: in `query.csv` and `gallery.csv` both may be empty (`path,,`), or the header may be `path` alone
-  (one path per line): the images have no labels, and the tools that need labels (evaluation) say so. A file is labelled throughout or unlabelled throughout; `train.csv`
-  is always labelled.
+  (one path per line): the images have no labels, and the tools that need labels (evaluation) say so. A file is
+  labelled throughout or unlabelled throughout; `train.csv` is always labelled.
 
 Errors name the file and line: a missing image, a path listed twice in one file or in two (a training image among
 the queries or the gallery is a test image trained on; a query in the gallery is its own match), a non-integer or
