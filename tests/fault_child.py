@@ -1,5 +1,6 @@
 """A tiny training run of one of the three trainers, for tests that kill it (`engine.faults`, REID_FAULT) and
-restart it: `python tests/fault_child.py <kvmmn|baseline|acp> <train_dir> [<synthetic data root>]`.
+restart it: `python tests/fault_child.py <kvmmn|baseline|acp> <train_dir> [<synthetic data root> [<strategy>]]`
+(`multi_worker` reads TF_CONFIG, as the binaries do).
 
 Each run is seeded as the binaries seed (`engine.seed.set_seed`) and small enough to start, train a few steps and
 save a checkpoint every 2 steps in a few seconds; dropout, augmentation and hard-negative mining are on, so that
@@ -25,7 +26,7 @@ def loop(train_dir):
     return LoopConfig(train_dir, MAX_STEPS, checkpoint_every=CHECKPOINT_EVERY, log_every=2, show_progress=False)
 
 
-def run_kvmmn(train_dir, data_root):
+def run_kvmmn(train_dir, data_root, strategy="one_device"):
     from kvmmn.model import KVMMNConfig
     from kvmmn.training import TrainConfig, train
 
@@ -33,21 +34,23 @@ def run_kvmmn(train_dir, data_root):
                         score_hidden_units=8, seed=1)
     train(TrainConfig(train_dir, data_root=data_root, dataset_options=SYNTHETIC, model=model, gallery_size=3,
                       batch_size=2, mining="hard", num_samples=0, refresh_every=3, max_steps=MAX_STEPS,
-                      checkpoint_every=CHECKPOINT_EVERY, log_every=2, show_progress=False, seed=3))
+                      checkpoint_every=CHECKPOINT_EVERY, log_every=2, show_progress=False, seed=3,
+                      strategy=strategy))
 
 
-def run_baseline(train_dir, data_root):
+def run_baseline(train_dir, data_root, strategy="one_device"):
     from data import datasets
     from engine import distribute, seed
     from features.head import ModelConfig
     from features.recipe import Recipe
     from features.training import train
 
+    strategy = distribute.make_strategy(strategy)  # first: MultiWorkerMirroredStrategy must precede other ops
     seed.set_seed(3)
     record = datasets.load("synthetic", data_root, progress=False, **SYNTHETIC)
     config = ModelConfig(num_classes=record.num_train_pids, image_size=(32, 16), blocks=(1, 1, 1, 1))
     recipe = Recipe(num_identities=4, num_instances=2, epochs=1, warmup_epochs=1, decay_epochs=(1,))
-    train(record, config, recipe, loop(train_dir), distribute.make_strategy("one_device"), seed=3)
+    train(record, config, recipe, loop(train_dir), strategy, seed=3)
 
 
 def run_acp(train_dir, data_root=None):

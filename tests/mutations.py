@@ -165,4 +165,9 @@ MUTATIONS = [
      "edits": [("engine/run_dir.py", "        if entries and not (signature and signature in entries):",
                 "        if False:")],
      "tests": ["tests/test_faults_ownership.py"]},
+    {"name": "multi_worker_data_not_sharded",
+     "why": "every worker would train on the same part of each global batch: not one step on the global batch",
+     "edits": [("engine/train_loop.py", "tf.data.experimental.AutoShardPolicy.DATA",
+                "tf.data.experimental.AutoShardPolicy.OFF")],
+     "tests": ["tests/test_faults_multiworker.py"]},
 ]
