@@ -2,13 +2,13 @@
 neighbours (itself included), s predicted by ACP; then query-gallery distances on the expanded embeddings.
 
 Steps, each chunked so that memory stays linear in N = Q + G (nothing N x N, nothing N x k1 x D at once):
-1. one kNN pass over the N stacked query + gallery embeddings (`acp.rerank.nearest`: matmul + top-k per chunk, on
+1. one kNN pass over the N stacked query + gallery embeddings (`rerank.nearest`: matmul + top-k per chunk, on
    a GPU when one is visible), each row's own index moved to the front (`acp.sequences.probe_first`);
 2. ACP on the sequences, `batch_size` at a time: the per-image inputs (f3/f4/f5, or the embedding without
    multi-block fusion) are gathered inside one `tf.function` from tables held once on the device;
-3. Eq. 1 with the predicted s (`acp.rerank.expand_embeddings`, chunked);
+3. Eq. 1 with the predicted s (`rerank.expand_embeddings`, chunked);
 4. distances between the expanded query and gallery embeddings, produced block by block by the returned
-   `acp.rerank.RerankedDistances` (exact evaluation, top-k lists, or a dense matrix only when asked for).
+   `rerank.RerankedDistances` (exact evaluation, top-k lists, or a dense matrix only when asked for).
 
 Choices of ours (WORKSPACE.md lists them):
 - The expansion uses L2-normalised embeddings f_j and L2-normalises p* again (FastReID's query expansion does the
@@ -35,11 +35,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from acp import features as feature_files
 from acp import model as acp_model
-from acp.rerank import RerankedDistances, check_features, expand_embeddings, nearest
-from acp.rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, l2_normalize, progress, stack
 from acp.sequences import probe_first
+from features import feature_file as feature_files
+from rerank import RerankedDistances, check_features, expand_embeddings, nearest
+from rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, l2_normalize, progress, stack
 
 DEFAULT_K2 = 6
 MIN_K1 = 2  # the smallest neighbourhood that changes anything (see the module docstring)

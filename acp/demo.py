@@ -1,6 +1,6 @@
-"""The ACP part of the README's demo: the re-ID baseline (`acp.baseline`) trained on the synthetic dataset's training
-identities, its features extracted, ACP trained on the training features, and the baseline against AQE, alpha-QE,
-k-reciprocal and ACP re-ranking on the test identities, printed as one table (mAP, rank-1, seconds).
+"""The ACP part of the README's demo: the re-ID baseline (the `features` package) trained on the synthetic dataset's
+training identities, its features extracted, ACP trained on the training features, and the baseline against AQE,
+alpha-QE, k-reciprocal and ACP re-ranking on the test identities, printed as one table (mAP, rank-1, seconds).
 
     from acp.demo import run_demo
     outcome = run_demo()                    # synthetic dataset at data.synthetic.DEFAULT_ROOT
@@ -8,7 +8,7 @@ k-reciprocal and ACP re-ranking on the test identities, printed as one table (mA
 
 Sized for two CPU cores and about two and a half minutes, which sets hard limits (no pretrained weights can be
 downloaded here). The recipe and why each part departs from the papers:
-- Baseline: `acp.baseline`'s BoT ResNet with one bottleneck per stage instead of ResNet-50's (3, 4, 6, 3)
+- Baseline: the `features` package's BoT ResNet with one bottleneck per stage instead of ResNet-50's (3, 4, 6, 3)
   (`DemoConfig.blocks=None` restores ResNet-50), on 64 x 32 inputs, from random weights: 20 epochs of P x K = 8 x 4
   (1140 steps on the default world) at Adam 1e-3 without warm-up, x0.1 after epoch 15 (BoT: ImageNet weights, 120 epochs at 3.5e-4 with
   10 warm-up epochs, decays at 40 and 70). ResNet-50 itself stays at chance in the steps the budget allows; the
@@ -41,14 +41,17 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from acp import baseline, training
-from acp import features as feature_files
 from acp import model as acp_model
-from acp import rerank_runner
+from acp import rerank_runner, training
 from data import datasets, synthetic
 from engine import distribute
 from engine.seed import set_seed
 from engine.train_loop import LoopConfig
+from features import extraction
+from features import feature_file as feature_files
+from features import training as baseline_training
+from features.head import ModelConfig
+from features.recipe import Recipe
 
 DEMO_METHODS = ("baseline", "aqe", "alpha_qe", "k_reciprocal", "acp")
 METHOD_TITLES = {"baseline": "baseline", "aqe": "AQE", "alpha_qe": "alpha-QE", "k_reciprocal": "k-reciprocal",
@@ -61,8 +64,8 @@ class DemoConfig:
 
     image_size: tuple[int, int] = (64, 32)
     blocks: tuple[int, ...] | None = (1, 1, 1, 1)  # bottlenecks per stage; None: ResNet-50's (3, 4, 6, 3)
-    baseline_recipe: baseline.Recipe = baseline.Recipe(num_identities=8, num_instances=4, epochs=20,
-                                                       learning_rate=1e-3, warmup_epochs=0, decay_epochs=(15,))
+    baseline_recipe: Recipe = Recipe(num_identities=8, num_instances=4, epochs=20, learning_rate=1e-3,
+                                     warmup_epochs=0, decay_epochs=(15,))
     acp_preset: str = "basic"
     acp_overrides: tuple[tuple[str, object], ...] = (("num_layers", 1), ("model_dim", 64), ("num_heads", 4),
                                                      ("memory_dim", 16), ("fusion_dropout", 0.0))
@@ -79,22 +82,17 @@ def _features_are_current(feature_file: str, baseline_dir: str) -> bool:
 
 def train_and_extract(record, work_dir: str, config: DemoConfig, strategy, verbose: int) -> str:
     """Train the baseline on `record.train` (resumably) and write the feature file of all three subsets."""
-    # acp.extract is a binary module whose import declares its absl flags; importing it here, when the demo runs,
-    # keeps a program that imports acp.demo free to declare flags of the same names first.
-    from acp import extract
-
     baseline_dir = os.path.join(work_dir, "baseline")
-    model_config = baseline.ModelConfig(num_classes=record.num_train_pids, image_size=config.image_size,
-                                        blocks=config.blocks)
+    model_config = ModelConfig(num_classes=record.num_train_pids, image_size=config.image_size, blocks=config.blocks)
     set_seed(config.seed)
-    result = baseline.train(record, model_config, config.baseline_recipe,
-                            LoopConfig(baseline_dir, 0, checkpoint_every=10_000, log_every=10,
-                                       show_progress=bool(verbose)), strategy, seed=config.seed)
+    result = baseline_training.train(record, model_config, config.baseline_recipe,
+                                     LoopConfig(baseline_dir, 0, checkpoint_every=10_000, log_every=10,
+                                                show_progress=bool(verbose)), strategy, seed=config.seed)
     feature_file = os.path.join(work_dir, "features.npz")
     if not _features_are_current(feature_file, baseline_dir):
-        extract.extract(result["model"], model_config, record, feature_file,
-                        checkpoint=tf.train.latest_checkpoint(baseline_dir), show_progress=bool(verbose),
-                        overwrite=True)
+        extraction.extract(result["model"], model_config, record, feature_file,
+                           checkpoint=tf.train.latest_checkpoint(baseline_dir), show_progress=bool(verbose),
+                           overwrite=True)
     return feature_file
 
 
@@ -148,8 +146,8 @@ def run_demo(data_root: str | None = None, work_dir: str | None = None, config: 
         "params", "seconds_rerank", "seconds_evaluate" and "distances" ((queries, gallery) float32, the ranking
         the method evaluates; row i is features.query's row i, column j features.gallery's row j);
       "distances": {method: results[method]["distances"]} (the same arrays, for drawing rankings);
-      "features": the `acp.features.FeatureSet` of the feature file (`.query` / `.gallery` rows with `path`, `pid`,
-        `camid`), "feature_file", "record" (the `data.record.Record`), "protocol", "table" (the printed text),
+      "features": the `features.feature_file.FeatureSet` of the feature file (`.query` / `.gallery` rows with `path`,
+        `pid`, `camid`), "feature_file", "record" (the `data.record.Record`), "protocol", "table" (the printed text),
         "work_dir" and "seconds".
     """
     start = time.perf_counter()

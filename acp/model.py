@@ -235,7 +235,7 @@ def make_inputs(model, features, k2=None, mask=None):
 
     Args:
         features: mapping holding (at least) the model's feature inputs, `f3`/`f4`/`f5` or `embedding`, each
-            `[B, k1, D]` (e.g. the arrays of an `acp.features.FeatureSet` gathered by kNN indices).
+            `[B, k1, D]` (e.g. the arrays of an `features.feature_file.FeatureSet` gathered by kNN indices).
         k2: int or `[B]` ints; required when the model has memory refinement (Table VII switch on).
         mask: optional bool `[B, k1]`; all True when omitted.
     """

@@ -8,7 +8,7 @@ r"""acp-rerank: re-rank the query x gallery rows of a feature file and evaluate 
 
 Methods: `none` (alias `baseline`: the original distances, --metric), `acp` (Eq. 1 with a trained ACP; needs
 --checkpoint; params k1 (default N/C of the gallery), k2 (6), batch_size, chunk_size) and every classic re-ranker
-of `acp.rerank.METHODS` with its own defaults (`--param=NAME=VALUE` overrides, repeatable).
+of `rerank.METHODS` with its own defaults (`--param=NAME=VALUE` overrides, repeatable).
 
 Prints and (with --output_json) writes: mAP, mINP, CMC, the number of queries, re-ranking and evaluation wall
 time, the process's peak resident memory, "params" (every parameter the method ran with, defaults included, e.g.
@@ -24,15 +24,16 @@ import json
 from absl import app, flags, logging
 
 from acp import checkpoint as acp_checkpoint
-from acp import features as feature_files
 from acp import model as acp_model
 from acp import rerank_runner
 from data import evaluation
 from engine import atomic
 from engine import flags as engine_flags
+from features import feature_file as feature_files
 
 declare = engine_flags.declare_once
-declare(flags.DEFINE_string, "features", None, "Feature file (.npz, acp.features schema) with query and gallery rows.")
+declare(flags.DEFINE_string, "features", None,
+        "Feature file (.npz, features.feature_file schema) with query and gallery rows.")
 flags.DEFINE_enum("method", "none", list(rerank_runner.METHOD_NAMES), "Re-ranking method.")
 declare(flags.DEFINE_string, "checkpoint", None, "For --method=acp: an acp-train --train_dir (latest checkpoint) or "
         "a checkpoint prefix (.../ckpt-N).")

@@ -3,7 +3,7 @@ run.
 
 Methods (`METHOD_NAMES`): `none` (alias `baseline`: the original distances under `metric`), `acp` (Eq. 1 with a
 trained ACP model, `acp.acp_rerank`; parameters k1 (default N/C of the gallery), k2 (6), batch_size, chunk_size)
-and every classic re-ranker of `acp.rerank.METHODS` with its own defaults.
+and every classic re-ranker of `rerank.METHODS` with its own defaults.
 
 Parameters (`resolve_params`): the outcome's "params" hold every parameter the method ran with, defaults
 included, as it used them. Values derived from N/C (ACP's k1; with `table_iv_neighbourhood` every method's
@@ -31,11 +31,11 @@ import time
 import numpy as np
 from absl import logging
 
+import rerank
 from acp import acp_rerank
-from acp import features as feature_files
-from acp import rerank
-from acp.rerank.neighbours import DEFAULT_CHUNK_SIZE
 from engine import atomic
+from features import feature_file as feature_files
+from rerank.neighbours import DEFAULT_CHUNK_SIZE
 
 BASELINE_METHODS = ("none", "baseline")
 METHOD_NAMES = BASELINE_METHODS + ("acp",) + tuple(rerank.METHODS)

@@ -22,7 +22,7 @@ How we read it (choices of ours, each a field of `SequenceConfig`):
 - An epoch is one pass over the training probes in a seeded permutation: `len(train) // batch_size` steps (at
   least one).
 
-Scale: the neighbour search is one chunked pass (`data.distance.iter_distance_chunks` and a top-K per chunk, on a
+Scale: the neighbour search is one chunked pass (`rerank.knn.iter_distance_chunks` and a top-K per chunk, on a
 GPU when one is visible); only each probe's candidate pool is kept (its correct matches within the K plus
 `num_false` false ones), so memory is O(chunk x N + N x pool), never N x K or N x N. The pools are cached next to
 the checkpoints (`load_or_mine_pools`), keyed by a digest of the features and the settings.
@@ -45,7 +45,7 @@ import tensorflow as tf
 from absl import logging
 
 from acp.losses import IGNORE_LABEL
-from data.distance import METRICS, iter_distance_chunks
+from rerank.knn import METRICS, iter_distance_chunks
 
 DEFAULT_CHUNK_SIZE = 512
 POOLS_FILE = "sequence_pools.npz"
@@ -59,7 +59,7 @@ class SequenceConfig:
     length: l1, samples after the probe (sequence rows = 1 + l1).
     num_false: how many of the first false matches join the correct matches in the pool.
     refinement_length: l2, the k2 input of ACP during training.
-    metric: distance of the neighbour search, one of `data.distance.METRICS`.
+    metric: distance of the neighbour search, one of `rerank.knn.METRICS`.
     """
 
     num_neighbours: int = 1000

@@ -16,17 +16,18 @@ with ACP every N steps: val/mAP, val/rank1 beside val/baseline_mAP, val/baseline
 """
 from absl import app, flags
 
-from acp import features as feature_files
 from acp import model as acp_model
 from acp import sequences, training
 from engine import flags as engine_flags
 from engine import validation
+from features import feature_file as feature_files
 
 engine_flags.define_common_flags(max_steps=0, checkpoint_every=1000, log_every=100)
 declare = engine_flags.declare_once
 _recipe = training.Recipe()
 _defaults = _recipe.sequences
-declare(flags.DEFINE_string, "features", None, "Feature file (.npz, acp.features schema) whose train rows are used.")
+declare(flags.DEFINE_string, "features", None,
+        "Feature file (.npz, features.feature_file schema) whose train rows are used.")
 declare(flags.DEFINE_enum, "preset", "basic", "ACP preset of Table II.", enum_values=sorted(acp_model.PRESETS))
 declare(flags.DEFINE_multi_string, "override", [], "ACPConfig field as NAME=VALUE, repeatable, e.g. num_layers=2, "
         "use_memory=false (see acp.model.ACPConfig).")

@@ -9,7 +9,7 @@ linear warm-up over the first 10 epochs from factor 0.1. The ACP configuration i
 Choices of ours (the paper is silent or ambiguous; WORKSPACE.md lists them):
 - Weight decay: "Adam optimizer with weight decay 5e-4" in the authors' PyTorch/FastReID setting is torch's Adam
   `weight_decay`, an L2 term added to the gradient (and then scaled by Adam's moments), not AdamW's decoupled
-  decay. It is applied as the loss 0.5 * wd * sum ||w||^2 over all trainable weights, as `acp.baseline` does for
+  decay. It is applied as the loss 0.5 * wd * sum ||w||^2 over all trainable weights, as `features.recipe` does for
   BoT; `Recipe.decoupled_weight_decay` switches to Keras' decoupled decay (AdamW) instead.
 - An epoch is one pass over the training probes (`SequenceSampler.steps_per_epoch` = train images // batch).
 - After the warm-up the rate stays constant (the paper names no decay); a `max_steps` of 0 trains `Recipe.epochs`
@@ -25,16 +25,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import rerank
 from acp import acp_rerank
 from acp import checkpoint as acp_checkpoint
-from acp import features as feature_files
 from acp import losses
 from acp import model as acp_model
-from acp import rerank, sequences
-from data.evaluation import evaluate_features
+from acp import sequences
 from engine import distribute, precision, validation
 from engine.schedules import LinearWarmup
 from engine.train_loop import LoopConfig, Trainer, steps_dataset
+from features import feature_file as feature_files
+from rerank.evaluation import evaluate_features
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Time and peak memory of ACP re-ranking (`acp.acp_rerank`, Eq. 1) against N = query + gallery size.
 
-Embeddings are `acp.rerank.synthetic.clustered_embeddings` (2048-d, --images_per_identity images per identity);
+Embeddings are `rerank.synthetic.clustered_embeddings` (2048-d, --images_per_identity images per identity);
 the multi-block features ACP reads are derived from them (f3 = the first 512 dimensions, f4 the next 1024, f5 the
 embedding), so N x (2048 + 3584) floats are held. The ACP model has the --preset's architecture with untrained
 weights: the figures are about cost, not accuracy (the mAP column shows that the pipeline ran, nothing more).
@@ -24,8 +24,8 @@ from absl import app, flags  # noqa: E402
 
 from acp import acp_rerank  # noqa: E402
 from acp import model as acp_model  # noqa: E402
-from acp.rerank.synthetic import clustered_embeddings  # noqa: E402
 from benchmarks import harness, rerank_common  # noqa: E402
+from rerank.synthetic import clustered_embeddings  # noqa: E402
 
 FLAGS = flags.FLAGS
 rerank_common.define_flags("acp_rerank", "Seed of the synthetic embeddings and of the untrained weights.",

@@ -19,13 +19,15 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from data import distance, evaluation  # noqa: E402
+from data import evaluation  # noqa: E402
+from rerank import knn  # noqa: E402
+from rerank.evaluation import evaluate_features  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("gallery_sizes", ["1000", "5000", "10000", "20000", "50000", "100000"], "Gallery sizes to time.")
 flags.DEFINE_integer("num_queries", 3368, "Queries (Market-1501 has 3,368).")
 flags.DEFINE_integer("feature_dim", 256, "Feature width for the features path.")
-flags.DEFINE_enum("metric", "euclidean", list(distance.METRICS), "Distance of the features path.")
+flags.DEFINE_enum("metric", "euclidean", list(knn.METRICS), "Distance of the features path.")
 flags.DEFINE_enum("protocol", "market1501", list(evaluation.PROTOCOLS), "Evaluation protocol.")
 flags.DEFINE_integer("images_per_identity", 20, "Average gallery images per identity.")
 flags.DEFINE_integer("num_cameras", 6, "Cameras (Market-1501 has 6).")
@@ -64,13 +66,13 @@ def benchmark_size(num_gallery: int) -> list[dict]:
     results = {}
 
     def features_path():
-        results["features"] = evaluation.evaluate_features(
+        results["features"] = evaluate_features(
             problem["query_features"], problem["gallery_features"], *labels, metric=FLAGS.metric,
             protocol=FLAGS.protocol)
 
     paths = [("features", features_path)]
     if num_gallery <= FLAGS.dense_max_gallery:
-        distmat = distance.pairwise_distance(problem["query_features"], problem["gallery_features"], FLAGS.metric)
+        distmat = knn.pairwise_distance(problem["query_features"], problem["gallery_features"], FLAGS.metric)
 
         def dense_path():
             results["dense"] = evaluation.evaluate(distmat, *labels, protocol=FLAGS.protocol)

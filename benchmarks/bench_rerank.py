@@ -1,6 +1,6 @@
-"""Time and peak memory of the classic re-rankers (`acp.rerank`) against N = query + gallery size.
+"""Time and peak memory of the classic re-rankers (`rerank`) against N = query + gallery size.
 
-Embeddings are `acp.rerank.synthetic.clustered_embeddings` (2048-d by default, --images_per_identity images per
+Embeddings are `rerank.synthetic.clustered_embeddings` (2048-d by default, --images_per_identity images per
 identity, the first of each identity a query; --noise=3.0 at 2048-d, or 1.3 at 128-d, gives a baseline mAP of about
 55%, like MSMT17's). Each method is timed end to end: its neighbour pass and sparse state ("rerank_s"), then
 every re-ranked distance block fed to the Market-1501 evaluation ("evaluate_s"); "peak_extra_mb" is the resident
@@ -22,15 +22,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from acp import rerank  # noqa: E402
-from acp.rerank.synthetic import clustered_embeddings  # noqa: E402
+import rerank  # noqa: E402
 from benchmarks import harness, rerank_common  # noqa: E402
-from data import distance, evaluation  # noqa: E402
+from rerank import knn, reference  # noqa: E402
+from rerank.evaluation import evaluate_features  # noqa: E402
+from rerank.synthetic import clustered_embeddings  # noqa: E402
 
 FLAGS = flags.FLAGS
 rerank_common.define_flags("rerank", "Seed of the synthetic embeddings.", "Rows per chunk of every neighbour pass.")
 flags.DEFINE_integer("dim", 2048, "Embedding width.")
-flags.DEFINE_list("methods", sorted(rerank.METHODS), "Re-rankers to time (names of acp.rerank.METHODS).")
+flags.DEFINE_list("methods", sorted(rerank.METHODS), "Re-rankers to time (names of rerank.METHODS).")
 flags.DEFINE_integer("dense_max", 5000, "Largest N at which the dense reference ports also run (0: never).")
 
 NAME = "rerank"
@@ -46,16 +47,15 @@ def _row(n, data, method, implementation, timing):
 
 
 def _dense_ports(data):
-    """The dense reference implementations of tests/test_rerank.py, as (name, fn -> dense distmat)."""
-    from tests.test_rerank import dense_gnn, dense_k_reciprocal
+    """The dense reference implementations of `rerank.reference`, as (name, fn -> dense distmat)."""
 
     def k_reciprocal():
         q, g = data.query, data.gallery
-        return dense_k_reciprocal(distance.pairwise_distance(q, g), distance.pairwise_distance(q, q),
-                                  distance.pairwise_distance(g, g))
+        return reference.dense_k_reciprocal(knn.pairwise_distance(q, g), knn.pairwise_distance(q, q),
+                                            knn.pairwise_distance(g, g))
 
     def gnn():
-        return 1.0 - dense_gnn(data.query, data.gallery, 26, 7)
+        return 1.0 - reference.dense_gnn(data.query, data.gallery, 26, 7)
 
     return [("k_reciprocal", k_reciprocal), ("gnn", gnn)]
 
@@ -64,7 +64,7 @@ def benchmark_size(n: int) -> list[dict]:
     data = clustered_embeddings(n, FLAGS.dim, FLAGS.images_per_identity, noise=FLAGS.noise, seed=FLAGS.seed)
     labels = (data.q_pids, data.g_pids, data.q_camids, data.g_camids)
     start = time.perf_counter()
-    baseline = evaluation.evaluate_features(data.query, data.gallery, *labels)
+    baseline = evaluate_features(data.query, data.gallery, *labels)
     baseline_s = round(time.perf_counter() - start, 2)
     rows = [_row(n, data, "baseline", "original distances", {"rerank_s": 0.0, "evaluate_s": baseline_s,
                                                             "total_s": baseline_s, "peak_extra_mb": 0.0,
@@ -74,7 +74,7 @@ def benchmark_size(n: int) -> list[dict]:
         timing = rerank_common.timed(lambda: rerank.rerank(method, data.query, data.gallery,
                                                            chunk_size=FLAGS.chunk_size, verbose=int(FLAGS.verbose)),
                                      labels)
-        rows.append(_row(n, data, method, "sparse (acp.rerank)", timing))
+        rows.append(_row(n, data, method, "sparse (rerank)", timing))
         print(rows[-1])
     if n <= FLAGS.dense_max:
         for method, port in _dense_ports(data):
@@ -93,7 +93,7 @@ def main(argv):
     for size in FLAGS.sizes:
         rows += benchmark_size(int(size))
     meta = {"images_per_identity": FLAGS.images_per_identity, "chunk_size": FLAGS.chunk_size,
-            "seed": FLAGS.seed, "parameters": "each method's defaults (acp.rerank docstring)"}
+            "seed": FLAGS.seed, "parameters": "each method's defaults (rerank docstring)"}
     rerank_common.write(NAME, rows, ("N", "dim", "method", "implementation"), meta,
                         "Classic re-rankers: time and peak memory against N")
 

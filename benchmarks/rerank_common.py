@@ -8,8 +8,8 @@ from typing import Callable
 
 from absl import flags
 
-from acp.rerank import RerankedDistances, evaluate_reranked
 from benchmarks import harness
+from rerank import RerankedDistances, evaluate_reranked
 
 FLAGS = flags.FLAGS
 

@@ -1,4 +1,5 @@
-"""Re-identification evaluation protocols: CMC, mAP and mINP from distances or from features.
+"""Re-identification evaluation protocols: CMC, mAP and mINP from distances (from features, computed chunk by chunk:
+`rerank.evaluation.evaluate_features`).
 
 Protocols (`Record.protocol` names the one a dataset uses):
 
@@ -41,7 +42,6 @@ from typing import Iterable
 import keras
 import numpy as np
 
-from data.distance import iter_distance_chunks
 
 PROTOCOLS = ("market1501", "single_shot", "vehicleid")
 
@@ -207,28 +207,6 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, protocol: str = "marke
                          f"({len(acc.q_pids)}, {len(acc.g_pids)})")
     step = chunk_size or default_chunk_size(distmat.shape[1])
     return _consume(acc, ((start, distmat[start:start + step]) for start in range(0, len(distmat), step)), progress)
-
-
-def evaluate_features(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids,
-                      metric: str = "euclidean", protocol: str = "market1501", max_rank: int = 50, trials: int = 10,
-                      seed: int = 0, chunk_size: int | None = None, progress: bool = False) -> dict:
-    """`evaluate` on the distances between feature rows, computed chunk by chunk (never the dense matrix).
-
-    Args:
-      query_features, gallery_features: (num_query, d) and (num_gallery, d) float arrays.
-      metric: a metric of `data.distance.METRICS` ("euclidean", "sqeuclidean", "cosine").
-      protocol, max_rank, trials, seed, progress: as in `evaluate`.
-      chunk_size: query rows per distance chunk; default `default_chunk_size(num_gallery)`.
-    """
-    query_features, gallery_features = np.asarray(query_features), np.asarray(gallery_features)
-    acc = _Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, max_rank, trials, seed)
-    if len(query_features) != len(acc.q_pids):
-        raise ValueError(f"query_features has {len(query_features)} rows but q_pids has {len(acc.q_pids)}")
-    if len(gallery_features) != len(acc.g_pids):
-        raise ValueError(f"gallery_features has {len(gallery_features)} rows but g_pids has {len(acc.g_pids)}")
-    step = chunk_size or default_chunk_size(len(gallery_features))
-    chunks = iter_distance_chunks(query_features, gallery_features, metric, step)
-    return _consume(acc, ((start, block) for start, _, block in chunks), progress)
 
 
 def format_results(result: dict, ranks=(1, 5, 10, 20)) -> str:

@@ -29,6 +29,7 @@ from absl import app, flags  # noqa: E402
 from data import datasets, evaluation, handcrafted  # noqa: E402
 from engine import atomic  # noqa: E402
 from engine.flags import declare_once  # noqa: E402
+from rerank.evaluation import evaluate_features  # noqa: E402
 
 PARTS = ("histogram", "kvmmn", "rerank")
 PART_ALIASES = {"acp": "rerank"}  # the part's name before it showed every re-ranker, kept for users' scripts
@@ -69,7 +70,7 @@ def evaluate_baseline(dataset: str, root: str | None, split: str | None = None, 
     synthetic dataset, `data.synthetic.SyntheticConfig` fields).
 
     Returns a dict with `record` (the `data.record.Record`), `baseline` and `chance` (result dicts of
-    `data.evaluation.evaluate_features`; `chance` ranks random features) and `feature_dim`.
+    `rerank.evaluation.evaluate_features`; `chance` ranks random features) and `feature_dim`.
     """
     record = datasets.load(dataset, root, split=split, **(load_options or {}))
     labels = [np.array([getattr(s, field) for s in subset])
@@ -80,10 +81,10 @@ def evaluate_baseline(dataset: str, root: str | None, split: str | None = None, 
     if center_per_camera:
         centered = handcrafted.center_per_camera(np.concatenate(features), np.concatenate(labels[2:]))
         features = [centered[:len(record.query)], centered[len(record.query):]]
-    baseline = evaluation.evaluate_features(*features, *labels, metric=metric, progress=progress, **options)
+    baseline = evaluate_features(*features, *labels, metric=metric, progress=progress, **options)
     rng = np.random.default_rng(seed)
     noise = [rng.standard_normal((len(f), 16), dtype=np.float32) for f in features]
-    chance = evaluation.evaluate_features(*noise, *labels, metric="euclidean", **options)
+    chance = evaluate_features(*noise, *labels, metric="euclidean", **options)
     return {"record": record, "baseline": baseline, "chance": chance, "feature_dim": features[0].shape[1]}
 
 

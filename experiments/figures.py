@@ -85,7 +85,7 @@ def co_attention_figure(checkpoint: str, image_a: str, image_b: str, heads, loca
 def memory_attention_figure(checkpoint: str, features_path: str, query_index: int, list_length: int, k2: int,
                             output: str) -> str:
     from acp import checkpoint as acp_checkpoint
-    from acp import features as feature_io
+    from features import feature_file as feature_io
     from experiments.plots import memory_attention
 
     model = acp_checkpoint.restore_model(checkpoint)[0]
@@ -97,7 +97,7 @@ def memory_attention_figure(checkpoint: str, features_path: str, query_index: in
 def tsne_figure(features_path: str, subset: str, checkpoint: str | None, k1: int, k2: int, max_identities: int,
                 perplexity: float, seed: int, output: str) -> str:
     """Fig. 9 (subset "train": one panel) or Fig. 3 (subset "test", with an ACP checkpoint: before / after)."""
-    from acp import features as feature_io
+    from features import feature_file as feature_io
     from experiments.plots import embeddings
 
     features = feature_io.load_features(features_path)

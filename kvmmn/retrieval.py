@@ -26,11 +26,12 @@ import tensorflow as tf
 from absl import logging
 
 from data import datasets
-from data.distance import iter_distance_chunks
-from data.evaluation import evaluate, evaluate_features
+from data.evaluation import evaluate
 from data.record import Record
 from kvmmn.embedding import embed_memories
 from kvmmn.model import KVMMN
+from rerank.evaluation import evaluate_features
+from rerank.knn import iter_distance_chunks
 
 QUERY_FIELDS = ("keys", "reference_comparison", "pooled")
 GALLERY_FIELDS = ("keys", "values", "pooled")

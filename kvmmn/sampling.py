@@ -46,8 +46,8 @@ import threading
 import numpy as np
 from absl import logging
 
-from data.distance import knn
 from engine.state import ArrayState
+from rerank.knn import knn
 
 MINING = ("hard", "rand")
 NUM_NEIGHBORS = 100

@@ -6,14 +6,16 @@ import keras
 import numpy as np
 import pytest
 
-from acp import baseline, demo, training
+from acp import demo, training
 from data import evaluation
+from features.head import ModelConfig, build_baseline
+from features.recipe import Recipe
 
 TINY_DATA = dict(num_identities=12, num_cameras=3, min_cameras=2, min_images_per_camera=2, max_images_per_camera=3,
                  num_distractors=2, num_junk=1, height=64, width=32)
 TINY_DEMO = dataclasses.replace(
     demo.DemoConfig(), image_size=(32, 16),
-    baseline_recipe=baseline.Recipe(num_identities=4, num_instances=2, epochs=1, learning_rate=1e-3,
+    baseline_recipe=Recipe(num_identities=4, num_instances=2, epochs=1, learning_rate=1e-3,
                                     warmup_epochs=0, decay_epochs=()),
     acp_recipe=training.Recipe(learning_rate=1e-3, epochs=1, warmup_epochs=0.5))
 
@@ -21,7 +23,7 @@ TINY_DEMO = dataclasses.replace(
 def test_baseline_batch_norm_uses_pytorch_momentum():
     # Keras' default momentum 0.99 leaves the moving statistics a third of the way from their initial values after
     # the demo's 140 steps, and the evaluated features with them (measured: mAP 10% instead of 28%).
-    model = baseline.build_baseline(baseline.ModelConfig(num_classes=4, image_size=(32, 16), blocks=(1, 1, 1, 1)))
+    model = build_baseline(ModelConfig(num_classes=4, image_size=(32, 16), blocks=(1, 1, 1, 1)))
     norms = [layer for layer in model.get_layer("resnet").layers + model.layers
              if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(norms) > 10 and {layer.momentum for layer in norms} == {0.9}

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from absl import app, flags
 
-from acp import acp_rerank, demo, features, rerank_cli, rerank_runner
+from acp import acp_rerank, demo, rerank_cli, rerank_runner
 from acp import checkpoint as acp_checkpoint
 from acp import model as acp_model
 from acp import train as acp_train
-from acp.rerank import METHODS, evaluate_reranked
-from acp.rerank.synthetic import clustered_embeddings
-from data.evaluation import evaluate_features
+from features import feature_file as feature_files
+from rerank import METHODS, evaluate_reranked
+from rerank.evaluation import evaluate_features
+from rerank.synthetic import clustered_embeddings
 
 TINY = dict(num_layers=1, memory_size=2, num_heads=2, memory_dim=4, model_dim=8, fusion_dropout=0.0,
             transformer_dropout=0.0)
@@ -95,13 +96,13 @@ def write_feature_file(path, seed=0, dataset="market1501", **changes):
     n = len(embedding)
     rng = np.random.default_rng(seed)
     widen = {name: (embedding @ rng.normal(size=(32, width)) / 6.0).astype(np.float32)
-             for name, width in features.MULTI_BLOCK_WIDTHS.items()}
+             for name, width in feature_files.MULTI_BLOCK_WIDTHS.items()}
     fields = dict(embedding=embedding, pid=np.concatenate([train.q_pids, train.g_pids, test.q_pids, test.g_pids]),
                   camid=np.concatenate([train.q_camids, train.g_camids, test.q_camids, test.g_camids]),
                   split=np.repeat([0, 1, 2], [60, len(test.query), len(test.gallery)]),
                   path=np.array([f"img_{i}.jpg" for i in range(n)]), dataset=dataset, **widen)
     fields.update(changes)
-    features.save_features(str(path), features.FeatureSet(**fields))
+    feature_files.save_features(str(path), feature_files.FeatureSet(**fields))
     return str(path)
 
 
@@ -155,7 +156,7 @@ def test_train_then_rerank_every_method_end_to_end(trained, tmp_path):
     root, feature_file, train_dir = trained
     preset, config = acp_checkpoint.load_config(train_dir)
     assert preset == "basic" and config == acp_model.make_config("basic", **TINY)
-    data = features.load_features(feature_file)
+    data = feature_files.load_features(feature_file)
     query, gallery = data.query, data.gallery
     outcomes = {}
     for method in rerank_runner.METHOD_NAMES:
@@ -197,7 +198,7 @@ def test_top_list_table_iv_neighbourhood_and_protocol_override(trained, tmp_path
     outcome = json.loads(output.read_text())
     assert outcome["protocol"] == "vehicleid" and outcome["params"] == {"k": 5, "expand": "normalized",
                                                                          "chunk_size": 512}
-    data = features.load_features(feature_file)
+    data = feature_files.load_features(feature_file)
     with np.load(top) as lists:
         capped = (len(data.query), len(data.gallery))  # --top_k=100 capped at the 80 gallery items
         assert lists["indices"].shape == lists["distances"].shape == capped
@@ -211,7 +212,7 @@ def test_top_list_table_iv_neighbourhood_and_protocol_override(trained, tmp_path
 
 def test_bad_inputs_give_clear_errors(trained, tmp_path):
     root, feature_file, train_dir = trained
-    data = features.load_features(feature_file)
+    data = feature_files.load_features(feature_file)
     model, _, _ = acp_checkpoint.restore_model(train_dir)
     size = len(data.query) + len(data.gallery)
     with pytest.raises(ValueError, match=f"k1={size + 1} is out of range: it must be between 1 and {size}"):
@@ -230,7 +231,7 @@ def test_bad_inputs_give_clear_errors(trained, tmp_path):
     # non-finite features: refused by the file reader and by the library
     bad = data.query.embedding.copy()
     bad[3, 1] = np.nan
-    with pytest.raises(features.FeatureFileError, match="'embedding' holds NaN"):
+    with pytest.raises(feature_files.FeatureFileError, match="'embedding' holds NaN"):
         write_feature_file(tmp_path / "nan.npz", embedding=np.concatenate(
             [data.train.embedding, bad, data.gallery.embedding]))
     with pytest.raises(ValueError, match="query row 3 has a non-finite value"):
@@ -241,7 +242,7 @@ def test_bad_inputs_give_clear_errors(trained, tmp_path):
     narrow = acp_model.build_acp(acp_model.make_config("basic", **TINY, use_fusion=False, embedding_dim=12))
     with pytest.raises(ValueError, match="'embedding' has width 32, but the ACP model expects 12"):
         acp_rerank.acp_rerank(data.query.embedding, data.gallery.embedding, narrow, k1=3)
-    plain = features.FeatureSet(embedding=data.embedding, pid=data.pid, camid=data.camid, split=data.split,
+    plain = feature_files.FeatureSet(embedding=data.embedding, pid=data.pid, camid=data.camid, split=data.split,
                                 origin="plain.npz")
     with pytest.raises(ValueError, match="plain.npz: the ACP model uses multi-block fusion, but the file has no f3"):
         acp_rerank.rerank_feature_sets(plain.query, plain.gallery, model)
@@ -252,7 +253,7 @@ def test_bad_inputs_give_clear_errors(trained, tmp_path):
 def test_demo_comparison_table(trained):
     _, feature_file, train_dir = trained
     model, _, _ = acp_checkpoint.restore_model(train_dir)
-    results = demo.compare(features.load_features(feature_file), model)
+    results = demo.compare(feature_files.load_features(feature_file), model)
     assert list(results) == list(demo.DEMO_METHODS)
     outcomes = list(results.values())
     assert [o["method"] for o in outcomes] == list(demo.DEMO_METHODS)
@@ -261,7 +262,7 @@ def test_demo_comparison_table(trained):
     assert table[0].split()[:3] == ["method", "mAP", "rank-1"]
     assert [line.split()[0] for line in table[1:]] == ["baseline", "AQE", "alpha-QE", "k-reciprocal", "ACP"]
     assert table[1].split()[1] == f"{100 * outcomes[0]['mAP']:.1f}%"
-    data = features.load_features(feature_file)
+    data = feature_files.load_features(feature_file)
     baseline = outcomes[0]["mAP"]
     for outcome in outcomes[1:]:
         if outcome["method"] in METHODS:  # the table's figure is the library's at Table IV's neighbourhood

@@ -7,11 +7,12 @@ import pytest
 import tensorflow as tf
 
 from acp import checkpoint as acp_checkpoint
-from acp import features, losses, sequences
+from acp import losses, sequences
 from acp import model as acp_model
 from acp import training
 from engine.seed import set_seed
 from engine.train_loop import LoopConfig
+from features import feature_file as feature_files
 
 # Probes on a line: distances are |x_i - x_j|, so every neighbour list is known by hand.
 POSITIONS = np.array([0.0, 1.0, 2.4, 4.0, 4.2, 7.1, 9.0, 9.5, 12.0, 15.3], np.float32)
@@ -143,7 +144,7 @@ def separable_features(num_ids=12, per_id=6, dim=16, scale=6.0, seed=0):
     rng = np.random.default_rng(seed)
     pids = np.repeat(np.arange(num_ids), per_id)
     embedding = (scale * np.eye(dim)[pids] + rng.normal(size=(len(pids), dim))).astype(np.float32)
-    return features.FeatureSet(embedding=embedding, pid=pids, camid=np.arange(len(pids)) % 3,
+    return feature_files.FeatureSet(embedding=embedding, pid=pids, camid=np.arange(len(pids)) % 3,
                                split=np.zeros(len(pids), np.int8), origin="separable")
 
 

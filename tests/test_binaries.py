@@ -9,8 +9,8 @@ import pytest
 
 BINARIES = ["experiments.demo", "experiments.run", "experiments.figures", "experiments.visrank",
             "kvmmn.train", "kvmmn.evaluate",
-            "kvmmn.export", "acp.train_baseline", "acp.extract", "acp.feature_import", "acp.params", "acp.train",
-            "acp.rerank_cli"]
+            "kvmmn.export", "features.cli.train_baseline", "features.cli.extract", "features.cli.import_features",
+            "acp.params", "acp.train", "acp.rerank_cli"]
 
 
 @pytest.mark.parametrize("order", [BINARIES, BINARIES[::-1]], ids=["forward", "reverse"])

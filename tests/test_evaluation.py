@@ -1,4 +1,5 @@
-"""data.evaluation against a per-query brute-force reference and hand-computed cases; its benchmark."""
+"""data.evaluation (and rerank.evaluation.evaluate_features, rerank.knn) against a per-query brute-force reference
+and hand-computed cases; its benchmark."""
 import json
 import os
 import subprocess
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 
 from benchmarks import run as benchmarks_run
-from data import distance
-from data.distance import pairwise_distance
-from data.evaluation import evaluate, evaluate_features, format_results
+from data.evaluation import evaluate, format_results
+from rerank import knn
+from rerank.evaluation import evaluate_features
+from rerank.knn import pairwise_distance
 
 
 def reference(distmat, q_pids, g_pids, q_camids, g_camids, protocol, max_rank):
@@ -170,13 +172,13 @@ def test_features_path_equals_dense_path(metric, protocol):
     assert chunked["num_queries"] == dense["num_queries"]
 
 
-@pytest.mark.parametrize("metric", distance.METRICS)
+@pytest.mark.parametrize("metric", knn.METRICS)
 def test_knn_equals_a_numpy_sort_of_the_dense_distances(metric):
     rng = np.random.default_rng(7)
     reference_rows = rng.normal(size=(37, 5))  # float64: converted once
     query = rng.normal(size=(11, 5))
     for a, b in ((query, reference_rows), (reference_rows, reference_rows)):
-        dists, idx = distance.knn(a, b, k=6, metric=metric, chunk_size=4)
+        dists, idx = knn.knn(a, b, k=6, metric=metric, chunk_size=4)
         if metric == "cosine":
             unit = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in (a, b)]
             dense = 1.0 - unit[0] @ unit[1].T
@@ -188,15 +190,15 @@ def test_knn_equals_a_numpy_sort_of_the_dense_distances(metric):
         power = 2 if metric == "euclidean" else 1
         np.testing.assert_allclose(dists ** power, np.sort(dense, axis=1)[:, :6] ** power, atol=1e-5)
     with pytest.raises(ValueError, match="k=38 must be between 1 and the number of reference rows"):
-        distance.knn(query, reference_rows, k=38)
+        knn.knn(query, reference_rows, k=38)
 
 
 def test_a_set_against_itself_is_converted_and_normalised_once():
     x = np.random.default_rng(8).normal(size=(9, 4))  # at 100K x 2048 a second copy is another 800 MB
-    a, b = distance._check(x, x, "cosine")
+    a, b = knn._check(x, x, "cosine")
     assert a is b
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
-    a, b = distance._check(x, x.copy(), "cosine")
+    a, b = knn._check(x, x.copy(), "cosine")
     assert a is not b
 
 

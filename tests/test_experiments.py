@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 
-from acp import features as feature_io
 from acp import model as acp_model
 from acp import params as acp_params
 from acp import rerank_runner
-from acp.rerank.synthetic import clustered_embeddings
 from experiments import results, run, tables
 from experiments.context import Context
 from experiments.runners import rerank as rerank_rows
 from experiments.tables import acp as acp_tables
 from experiments.tables import kvmmn as kvmmn_tables
+from features import feature_file as feature_io
+from rerank.synthetic import clustered_embeddings
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SYNTHETIC = dict(num_identities=24, num_distractors=4, num_junk=2)
@@ -51,7 +51,7 @@ def assert_png(path):
 
 
 def write_feature_file(path, num_test=180, num_train=180, dim=32, seed=0):
-    """A small feature file in the acp.features schema: clustered train / query / gallery embeddings and
+    """A small feature file in the features.feature_file schema: clustered train / query / gallery embeddings and
     multi-block features f3/f4/f5 that are random projections of them."""
     rng = np.random.default_rng(seed)
     projections = [rng.standard_normal((dim, w)).astype(np.float32) / np.sqrt(dim) for w in (512, 1024, 2048)]

@@ -1,4 +1,5 @@
-"""acp.features (schema, validation, chunked resumable writing) and acp.feature_import (.mat and numpy imports)."""
+"""features.feature_file (schema, validation, chunked resumable writing) and features.importers (.mat and numpy
+imports)."""
 import os
 
 import h5py
@@ -7,8 +8,10 @@ import pytest
 import scipy.io
 from absl import flags
 
-from acp import feature_import, features
-from acp.features import FeatureFileError, FeatureSet
+from features import feature_file as feature_files
+from features import importers
+from features.cli import import_features
+from features.feature_file import FeatureFileError, FeatureSet
 
 
 def make_set(n=7, dim=6, multi_block=True, seed=0, **overrides):
@@ -18,7 +21,7 @@ def make_set(n=7, dim=6, multi_block=True, seed=0, **overrides):
                   path=np.array([f"img/{i:0{i + 1}d}.jpg" for i in range(n)]), dataset="synthetic", source="test")
     if multi_block:
         fields.update({name: rng.normal(size=(n, width)).astype(np.float32)
-                       for name, width in features.MULTI_BLOCK_WIDTHS.items()})
+                       for name, width in feature_files.MULTI_BLOCK_WIDTHS.items()})
     fields.update(overrides)
     return FeatureSet(**fields)
 
@@ -33,11 +36,11 @@ def assert_same(a: FeatureSet, b: FeatureSet):
 @pytest.mark.parametrize("multi_block", [True, False])
 def test_round_trip_and_subsets(tmp_path, multi_block):
     original = make_set(multi_block=multi_block)
-    loaded = features.load_features(features.save_features(str(tmp_path / "f.npz"), original))
+    loaded = feature_files.load_features(feature_files.save_features(str(tmp_path / "f.npz"), original))
     assert_same(original, loaded)
     assert loaded.split.dtype == np.int8 and loaded.pid.dtype == np.int64 and loaded.embedding.dtype == np.float32
     with np.load(tmp_path / "f.npz") as raw:
-        assert int(raw["version"]) == features.FORMAT_VERSION
+        assert int(raw["version"]) == feature_files.FORMAT_VERSION
     query = loaded.query
     assert len(query) == 2 and (query.split == 1).all()
     np.testing.assert_array_equal(query.embedding, original.embedding[[1, 4]])
@@ -87,12 +90,12 @@ def test_bad_files_name_the_file_and_field(tmp_path):
     for name, (content, message) in cases.items():
         np.savez(tmp_path / name, **content)
         with pytest.raises(FeatureFileError, match=f"{tmp_path / name}: {message}"):
-            features.load_features(str(tmp_path / name))
+            feature_files.load_features(str(tmp_path / name))
     (tmp_path / "text.npz").write_text("not a zip")
     with pytest.raises(FeatureFileError, match="text.npz: not a readable"):
-        features.load_features(str(tmp_path / "text.npz"))
+        feature_files.load_features(str(tmp_path / "text.npz"))
     with pytest.raises(FeatureFileError, match="missing.npz: feature file not found"):
-        features.load_features(str(tmp_path / "missing.npz"))
+        feature_files.load_features(str(tmp_path / "missing.npz"))
 
 
 class Killed(Exception):
@@ -114,27 +117,27 @@ def test_chunked_write_resumes_after_a_kill_and_equals_a_one_shot_write(tmp_path
     output = str(tmp_path / "out" / "set.npz")
     plan = {"dataset": "synthetic", "checkpoint": "ckpt-1"}
     with pytest.raises(Killed):
-        features.write_chunked(output, rows, lambda c: compute(c, fail_at=2), 5, plan)
+        feature_files.write_chunked(output, rows, lambda c: compute(c, fail_at=2), 5, plan)
     parts = sorted(os.listdir(output + ".parts"))
     assert parts == ["chunk_00000.npz", "chunk_00001.npz", "manifest.json"] and not os.path.exists(output)
     calls.clear()
-    written = features.write_chunked(output, rows, compute, 5, plan, dataset="synthetic", source="test")
+    written = feature_files.write_chunked(output, rows, compute, 5, plan, dataset="synthetic", source="test")
     assert calls == [10, 15, 20]  # only the chunks that were not on disk
     assert not os.path.exists(output + ".parts")
-    assert_same(features.load_features(written), expected)
+    assert_same(feature_files.load_features(written), expected)
 
 
 def test_chunked_write_refuses_parts_of_another_job(tmp_path):
     rows = [(f"p{i}", 0) for i in range(4)]
     output = str(tmp_path / "set.npz")
     with pytest.raises(Killed):
-        features.write_chunked(output, rows, lambda chunk: (_ for _ in ()).throw(Killed()), 2, {"checkpoint": "a"})
+        feature_files.write_chunked(output, rows, lambda chunk: (_ for _ in ()).throw(Killed()), 2, {"checkpoint": "a"})
     with pytest.raises(FeatureFileError, match=r"set.npz.parts: holds chunks of another job \(differs in "
                                                r"\['checkpoint'\]\)"):
-        features.write_chunked(output, rows, lambda chunk: None, 2, {"checkpoint": "b"})
-    done = features.write_chunked(output, rows, lambda chunk: make_set(n=len(chunk), split=[0] * len(chunk)), 2,
+        feature_files.write_chunked(output, rows, lambda chunk: None, 2, {"checkpoint": "b"})
+    done = feature_files.write_chunked(output, rows, lambda chunk: make_set(n=len(chunk), split=[0] * len(chunk)), 2,
                                   {"checkpoint": "b"}, overwrite=True)
-    assert len(features.load_features(done)) == 4
+    assert len(feature_files.load_features(done)) == 4
 
 
 # ----------------------------------------------------------------------------------------------- imports
@@ -163,7 +166,7 @@ def test_import_matlab_v5_pytorch_result(tmp_path):
     arrays = layumi_arrays()
     path = str(tmp_path / "pytorch_result.mat")
     scipy.io.savemat(path, arrays)  # as layumi's test.py does: labels become 1 x N rows
-    imported = feature_import.import_mat(path, dataset="market1501")
+    imported = importers.import_mat(path, dataset="market1501")
     check_layumi_import(imported, arrays)
     assert imported.source == "import pytorch_result.mat"
 
@@ -186,7 +189,7 @@ def test_import_matlab_v73_pytorch_result(tmp_path):
     assert scipy.io.matlab.matfile_version(path)[0] == 2
     with h5py.File(path, "r") as handle:
         assert handle["query_f"].shape == (4, 5)  # D x N on disk
-    check_layumi_import(feature_import.import_mat(path, dataset="market1501"), arrays)
+    check_layumi_import(importers.import_mat(path, dataset="market1501"), arrays)
 
 
 def test_import_mat_errors_name_the_field(tmp_path):
@@ -194,17 +197,17 @@ def test_import_mat_errors_name_the_field(tmp_path):
     path = str(tmp_path / "incomplete.mat")
     scipy.io.savemat(path, {k: v for k, v in arrays.items() if k != "gallery_cam"})
     with pytest.raises(FeatureFileError, match="incomplete.mat: field 'gallery_cam' is missing"):
-        feature_import.import_mat(path)
+        importers.import_mat(path)
     path = str(tmp_path / "mismatch.mat")
     scipy.io.savemat(path, {**arrays, "query_cam": arrays["query_cam"][:3]})
     with pytest.raises(FeatureFileError, match="mismatch.mat: query camids has 3 entries but query features have 5"):
-        feature_import.import_mat(path)
+        importers.import_mat(path)
     path = str(tmp_path / "nan.mat")
     bad = arrays["gallery_f"].copy()
     bad[0, 0] = np.nan
     scipy.io.savemat(path, {**arrays, "gallery_f": bad})
     with pytest.raises(FeatureFileError, match=r"nan.mat \[gallery\]: field 'embedding' holds NaN"):
-        feature_import.import_mat(path)
+        importers.import_mat(path)
 
 
 def test_import_numpy_arrays_from_files(tmp_path):
@@ -214,8 +217,8 @@ def test_import_numpy_arrays_from_files(tmp_path):
     np.savetxt(tmp_path / "qcam.txt", arrays["query_cam"], fmt="%d")
     np.savetxt(tmp_path / "gcam.csv", arrays["gallery_cam"][None], fmt="%d", delimiter=",")
     np.save(tmp_path / "g.npy", arrays["gallery_f"])
-    load = feature_import.load_array
-    imported = feature_import.import_arrays(
+    load = importers.load_array
+    imported = importers.import_arrays(
         load(str(tmp_path / "q.npy"), "--query_features"), load(f"{tmp_path}/labels.npz:query", "--query_pids"),
         load(str(tmp_path / "qcam.txt"), "--query_camids"), load(str(tmp_path / "g.npy"), "--gallery_features"),
         load(f"{tmp_path}/labels.npz:gallery", "--gallery_pids"), load(str(tmp_path / "gcam.csv"), "--gallery_camids"),
@@ -228,10 +231,10 @@ def test_import_numpy_arrays_from_files(tmp_path):
     with pytest.raises(FeatureFileError, match="nothing.npy: file not found \\(for --query_features\\)"):
         load(str(tmp_path / "nothing.npy"), "--query_features")
     with pytest.raises(FeatureFileError, match="gallery pids has 5 entries but gallery features have 9"):
-        feature_import.import_arrays(arrays["query_f"], arrays["query_label"], arrays["query_cam"],
+        importers.import_arrays(arrays["query_f"], arrays["query_label"], arrays["query_cam"],
                                      arrays["gallery_f"], arrays["gallery_label"][:5], arrays["gallery_cam"])
     with pytest.raises(FeatureFileError, match="feature dimensions differ between splits"):
-        feature_import.import_arrays(arrays["query_f"], arrays["query_label"], arrays["query_cam"],
+        importers.import_arrays(arrays["query_f"], arrays["query_label"], arrays["query_cam"],
                                      arrays["gallery_f"][:, :3], arrays["gallery_label"], arrays["gallery_cam"])
 
 
@@ -243,7 +246,7 @@ def test_import_command_line(tmp_path):
     fv(["acp-import-features", f"--input={tmp_path / 'pytorch_result.mat'}", f"--output={output}",
         "--dataset=market1501"])
     try:
-        feature_import.main([])
+        import_features.main([])
     finally:
         fv.unparse_flags()
-    check_layumi_import(features.load_features(str(output)), arrays)
+    check_layumi_import(feature_files.load_features(str(output)), arrays)

@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 
 from data import datasets
-from data.evaluation import evaluate_features
 from kvmmn.embedding import pooled_features
 from kvmmn.model import KVMMN, KVMMNConfig
 from kvmmn.pretrain import PretrainConfig, is_backbone_checkpoint, load_backbone, pretrain_backbone, save_backbone
 from kvmmn.training import TrainConfig, build_model
+from rerank.evaluation import evaluate_features
 
 DATA = dict(num_identities=48, group_size=3, num_distractors=2, num_junk=1, height=64, width=32, progress=False)
 MODEL = KVMMNConfig(backbone="tiny", image_size=(64, 32), feature_dim=16, num_heads=2, key_dim=4, value_dim=4,

@@ -1,8 +1,8 @@
-"""acp.rerank: every classic re-ranker against a plain dense implementation of its published algorithm, chunking
+"""rerank: every classic re-ranker against a plain dense implementation of its published algorithm, chunking
 invariance, mAP gains on a clustered problem, and clear errors on bad input.
 
-The dense references below are written from the papers and the authors' released algorithms (loops and N x N
-numpy arrays, float64), independently of the sparse implementations they check.
+The dense references (`rerank.reference`) are written from the papers and the authors' released algorithms (loops
+and N x N numpy arrays, float64), independently of the sparse implementations they check.
 """
 import functools
 import importlib
@@ -14,131 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-from acp import rerank
-from acp.rerank.synthetic import clustered_embeddings
-from data.evaluation import evaluate, evaluate_features
-
-
-# ----------------------------------------------------------------------------------------------- dense references
-def euclidean(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1), 0.0))
-
-
-def unit(x):
-    x = np.asarray(x, np.float64)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def dense_k_reciprocal(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):
-    """Zhong et al. 2017 as torchreid's / FastReID's re_ranking(q_g_dist, q_q_dist, g_g_dist) computes it: float32
-    N x N matrices and an inverted index (so `benchmarks.bench_rerank` also times it as the dense comparison)."""
-    num_query = len(q_g_dist)
-    dist = np.block([[q_q_dist, q_g_dist], [q_g_dist.T, g_g_dist]]).astype(np.float32) ** 2
-    dist = (dist / dist.max(axis=0)).T  # column-max normalisation
-    n = len(dist)
-    ranking = np.argsort(dist, axis=1, kind="stable")
-
-    def reciprocal(i, k):
-        forward = ranking[i, :k + 1]
-        return forward[(ranking[forward, :k + 1] == i).any(axis=1)]
-
-    v = np.zeros((n, n), dtype=np.float32)
-    for i in range(n):
-        neighbourhood = reciprocal(i, k1)
-        expanded = set(neighbourhood.tolist())
-        for candidate in neighbourhood:
-            half = reciprocal(candidate, int(np.around(k1 / 2.0)))
-            if len(np.intersect1d(half, neighbourhood)) > 2.0 / 3.0 * len(half):
-                expanded.update(half.tolist())
-        members = sorted(expanded)
-        weights = np.exp(-dist[i, members])
-        v[i, members] = weights / weights.sum()
-    if k2 != 1:
-        v = np.stack([v[ranking[i, :k2]].mean(axis=0) for i in range(n)])
-    holders = [np.nonzero(column)[0] for column in v.T]  # inverted index: rows non-zero in each column
-    jaccard = np.empty((num_query, n), dtype=np.float32)
-    for i in range(num_query):
-        overlap = np.zeros(n, dtype=np.float32)
-        for column in np.nonzero(v[i])[0]:
-            rows = holders[column]
-            overlap[rows] += np.minimum(v[i, column], v[rows, column])
-        jaccard[i] = 1.0 - overlap / (2.0 - overlap)
-    final = (1.0 - lambda_value) * jaccard + lambda_value * dist[:num_query]
-    return final[:, num_query:]
-
-
-def dense_alpha_qe(query, gallery, k, alpha, raw=False):
-    """alpha-QE over query + gallery (cosine weights to the power alpha, k neighbours incl. itself), summing the unit
-    vectors, or with `raw` the raw embeddings as FastReID's `aqe` does."""
-    raw_x = np.concatenate([query, gallery]).astype(np.float64)
-    x = unit(raw_x)
-    similarity = x @ x.T
-    summed = raw_x if raw else x
-    expanded = np.zeros_like(x)
-    for i in range(len(x)):
-        top = np.argsort(-similarity[i], kind="stable")[:k]
-        expanded[i] = (similarity[i, top, None] ** alpha * summed[top]).sum(axis=0)
-    expanded = unit(expanded)
-    return euclidean(expanded[:len(query)], expanded[len(query):])
-
-
-def dense_sca(query, gallery, k1, k2):
-    """Bai and Bai 2016 as SCA_demo.m computes it, on squared Euclidean distances."""
-    x = np.concatenate([query, gallery])
-    dist = euclidean(x, x) ** 2
-    ranking = np.argsort(dist, axis=1, kind="stable")
-    dist = dist / dist.max(axis=1, keepdims=True)
-    f = np.zeros_like(dist)
-    for i in range(len(x)):
-        top = ranking[i, :k1]
-        weights = np.exp(-dist[i, top])
-        f[i, top] = weights / weights.sum()
-    if k2 != 1:
-        f = np.stack([f[ranking[i, :k2]].sum(axis=0) for i in range(len(x))])
-    overlap = np.minimum(f[:len(query), None, :], f[None, len(query):, :]).sum(axis=2)
-    return 1.0 - overlap / (2.0 * k2 - overlap)
-
-
-def dense_ecn(query, gallery, k, t, q):
-    """Sarfraz et al. 2018, rank-list distance with per-row min-max normalisation as in the released MATLAB."""
-    x = unit(np.concatenate([query, gallery]))
-    ranking = np.argsort(1.0 - x @ x.T, axis=1, kind="stable")
-    position = np.argsort(ranking, axis=1)
-    weights = np.maximum(0, k - position).astype(np.float64)
-    similarity = weights @ weights.T
-    low, high = similarity.min(axis=1, keepdims=True), similarity.max(axis=1, keepdims=True)
-    rank_dist = 1.0 - (similarity - low) / (high - low)
-
-    def neighbourhood(i):
-        first = list(ranking[i, 1:t + 1])
-        return first + [j for c in first for j in ranking[c, 1:q + 1]]
-
-    num_query = len(query)
-    out = np.zeros((num_query, len(gallery)))
-    for p in range(num_query):
-        for g in range(len(gallery)):
-            terms = [rank_dist[n, num_query + g] for n in neighbourhood(p)]
-            terms += [rank_dist[n, p] for n in neighbourhood(num_query + g)]
-            out[p, g] = np.mean(terms)
-    return out
-
-
-def dense_gnn(query, gallery, k1, k2):
-    """Zhang et al. 2020 as the released gnn_reranking computes it; returns the similarity A_q . A_g."""
-    x = unit(np.concatenate([query, gallery]))
-    score = x @ x.T
-    ranking = np.argsort(-score, axis=1, kind="stable")[:, :k1]
-    strength = np.take_along_axis(score, ranking, axis=1) ** 2
-    adjacency = np.zeros_like(score)
-    np.put_along_axis(adjacency, ranking, 1.0, axis=1)
-    if k2 != 1:
-        for _ in range(2):
-            adjacency = adjacency + adjacency.T
-            adjacency = np.stack([(strength[i, :k2, None] * adjacency[ranking[i, :k2]]).sum(axis=0)
-                                  for i in range(len(x))])
-            adjacency /= np.linalg.norm(adjacency, axis=1, keepdims=True)
-    return adjacency[:len(query)] @ adjacency[len(query):].T
+import rerank
+from data.evaluation import evaluate
+from rerank.evaluation import evaluate_features
+from rerank.reference import (dense_alpha_qe, dense_ecn, dense_gnn, dense_k_reciprocal, dense_sca, euclidean,
+                              unit)
+from rerank.synthetic import clustered_embeddings
 
 
 # ------------------------------------------------------------------------------------------------------- fixtures
@@ -168,7 +49,7 @@ def test_k_reciprocal_equals_reference(small, k1, k2, lambda_value):
 def test_k_reciprocal_reaches_beyond_the_neighbour_lists(small):
     """With k1 = 20 on 6 images per identity, expanded sets hold neighbours of neighbours outside a row's own list,
     whose distances are computed pair by pair: the equality above covers that path."""
-    from acp.rerank.k_reciprocal import expanded_reciprocal_sets
+    from rerank.k_reciprocal import expanded_reciprocal_sets
     x = np.concatenate([small.query, small.gallery])
     _, indices, _ = rerank.nearest(x, 21, "sqeuclidean")
     rows, cols = expanded_reciprocal_sets(indices, 20)
@@ -364,7 +245,7 @@ def test_bad_input_raises_clear_errors(small):
 
 def test_methods_table_is_uniform(small):
     """Every `--method` name dispatches to its own function, and every method re-ranks (changes the ranking)."""
-    module = {name: importlib.import_module(f"acp.rerank.{name}")  # the package re-exports functions of these names
+    module = {name: importlib.import_module(f"rerank.{name}")  # the package re-exports functions of these names
               for name in ("query_expansion", "k_reciprocal", "sca", "ecn", "gnn")}
     functions = {"aqe": module["query_expansion"].aqe, "alpha_qe": module["query_expansion"].alpha_qe,
                  "k_reciprocal": module["k_reciprocal"].k_reciprocal,

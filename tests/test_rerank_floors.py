@@ -7,22 +7,23 @@ import numpy as np
 import pytest
 from absl import flags
 
-from acp import acp_rerank, features, rerank_cli, rerank_runner
+from acp import acp_rerank, rerank_cli, rerank_runner
 from acp import model as acp_model
-from acp.rerank import METHODS
+from features import feature_file as feature_files
+from rerank import METHODS
 
 TINY = dict(num_layers=1, memory_size=2, num_heads=2, memory_dim=4, model_dim=8, fusion_dropout=0.0,
             transformer_dropout=0.0)
 NUM_IDS, DIM = 30, 16
 
 
-def single_shot(seed=0) -> features.FeatureSet:
+def single_shot(seed=0) -> feature_files.FeatureSet:
     """One query (camera 0) and one gallery image (camera 1) per identity: N/C = 1, as in CUHK03's protocol."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(NUM_IDS, DIM))
     embedding = np.concatenate([centres + 0.6 * rng.normal(size=centres.shape) for _ in range(2)])
     pid = np.tile(np.arange(NUM_IDS), 2)
-    return features.FeatureSet(embedding=embedding.astype(np.float32), pid=pid, camid=np.repeat([0, 1], NUM_IDS),
+    return feature_files.FeatureSet(embedding=embedding.astype(np.float32), pid=pid, camid=np.repeat([0, 1], NUM_IDS),
                                split=np.repeat([1, 2], NUM_IDS), dataset="cuhk03_labeled", origin="single_shot")
 
 
@@ -87,7 +88,7 @@ def parse(argv):
 
 def test_rerank_json_holds_every_parameter_and_the_notes(tmp_path, capsys):
     path = tmp_path / "single_shot.npz"
-    features.save_features(str(path), single_shot())
+    feature_files.save_features(str(path), single_shot())
     output = tmp_path / "gnn.json"
     try:
         parse(["acp-rerank", f"--features={path}", "--method=gnn", "--table_iv_neighbourhood", "--verbose=0",

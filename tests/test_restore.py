@@ -3,8 +3,8 @@
 Each model (ACP with and without multi-block fusion, KVM-MN, the ResNet baseline) is trained a few real steps by its
 real training function and the engine's Trainer. Then:
   - its public loader (`acp.checkpoint.restore_model`, `kvmmn.training.load_trained_model`,
-    `acp.baseline.restore_model`, through which every binary, demo, runner and figure loads the model) restores into
-    a model whose every weight was first overwritten with a sentinel: every weight must equal its trained value;
+    `features.training.restore_model`, through which every binary, demo, runner and figure loads the model) restores
+    into a model whose every weight was first overwritten with a sentinel: every weight must equal its trained value;
   - a resumed run (the same training function on the same train_dir: `Trainer.restore`) restores into a model and
     optimizer overwritten with sentinels: every model and optimizer variable and the step must be the trained ones;
   - `acp-rerank --method=acp` run in two processes writes identical metrics and top lists;
@@ -22,16 +22,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acp import baseline, features, sequences
 from acp import checkpoint as acp_checkpoint
 from acp import model as acp_model
+from acp import sequences
 from acp import training as acp_training
-from acp.rerank.synthetic import clustered_embeddings
 from data import datasets
 from engine import checkpoints, distribute, train_loop
 from engine.train_loop import LoopConfig
+from features import feature_file
+from features import training as baseline_training
+from features.head import ModelConfig, build_baseline
+from features.recipe import Recipe
 from kvmmn import training as kvmmn_training
 from kvmmn.model import KVMMNConfig
+from rerank.synthetic import clustered_embeddings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTINEL = 1234.5  # no trained value is this; integer variables (step, iterations) get 1234
@@ -115,8 +119,8 @@ def write_feature_file(path):
     embedding = np.concatenate([train.query, train.gallery, test.query, test.gallery])
     rng = np.random.default_rng(0)
     blocks = {name: (embedding @ rng.normal(size=(16, width)) / 4.0).astype(np.float32)
-              for name, width in features.MULTI_BLOCK_WIDTHS.items()}
-    features.save_features(str(path), features.FeatureSet(
+              for name, width in feature_file.MULTI_BLOCK_WIDTHS.items()}
+    feature_file.save_features(str(path), feature_file.FeatureSet(
         embedding=embedding, pid=np.concatenate([train.q_pids, train.g_pids, test.q_pids, test.g_pids]),
         camid=np.concatenate([train.q_camids, train.g_camids, test.q_camids, test.g_camids]),
         split=np.repeat([0, 1, 2], [48, len(test.query), len(test.gallery)]),
@@ -125,18 +129,18 @@ def write_feature_file(path):
 
 
 def train_acp(root, use_fusion):
-    feature_file = str(root / "features.npz")
-    if not os.path.exists(feature_file):
-        write_feature_file(feature_file)
+    feature_path = str(root / "features.npz")
+    if not os.path.exists(feature_path):
+        write_feature_file(feature_path)
     train_dir = str(root / f"acp_fusion_{use_fusion}")
     config = acp_model.make_config("basic", **ACP_TINY, use_fusion=use_fusion)
 
     def train():
-        acp_training.train(features.load_features(feature_file),
+        acp_training.train(feature_file.load_features(feature_path),
                            LoopConfig(train_dir, STEPS, checkpoint_every=100, log_every=100, show_progress=False),
                            "basic", config, ACP_RECIPE, verbose=0)
 
-    return Run(train_dir, train, train_and_record(acp_training, train), feature_file=feature_file)
+    return Run(train_dir, train, train_and_record(acp_training, train), feature_file=feature_path)
 
 
 def train_kvmmn(root, data_root):
@@ -153,15 +157,15 @@ def train_kvmmn(root, data_root):
 
 def train_baseline(root, data_root):
     record = datasets.load("synthetic", data_root, progress=False, **SYNTHETIC)
-    config = baseline.ModelConfig(num_classes=record.num_train_pids, image_size=(64, 32), blocks=(1, 1, 1, 1))
-    recipe = baseline.Recipe(num_identities=4, num_instances=2, epochs=1, warmup_epochs=0, decay_epochs=())
+    config = ModelConfig(num_classes=record.num_train_pids, image_size=(64, 32), blocks=(1, 1, 1, 1))
+    recipe = Recipe(num_identities=4, num_instances=2, epochs=1, warmup_epochs=0, decay_epochs=())
     train_dir = str(root / "baseline")
 
     def train():
-        baseline.train(record, config, recipe, LoopConfig(train_dir, STEPS, checkpoint_every=100, log_every=100,
-                                                          show_progress=False), distribute.make_strategy("one_device"))
+        loop = LoopConfig(train_dir, STEPS, checkpoint_every=100, log_every=100, show_progress=False)
+        baseline_training.train(record, config, recipe, loop, distribute.make_strategy("one_device"))
 
-    return Run(train_dir, train, train_and_record(baseline, train))
+    return Run(train_dir, train, train_and_record(baseline_training, train))
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +212,8 @@ def test_public_loader_restores_every_trained_weight(runs, name, monkeypatch):
         model, _, _, step = kvmmn_training.load_trained_model(run.train_dir)
         assert step == run.step == STEPS
     else:
-        monkeypatch.setattr(baseline, "build_baseline", sentinel_builder(baseline.build_baseline, built))
-        model = baseline.restore_model(run.train_dir)[0]
+        monkeypatch.setattr(baseline_training, "build_baseline", sentinel_builder(build_baseline, built))
+        model = baseline_training.restore_model(run.train_dir)[0]
     assert built == [model]  # the loader restored into the sentinel-filled model
     compared = assert_all_equal(model.weights, run.model_names, run.model_values, f"{name} restored")
     assert compared == len(model.weights) == len(run.model_values) > 0
@@ -218,7 +222,7 @@ def test_public_loader_restores_every_trained_weight(runs, name, monkeypatch):
 @pytest.mark.parametrize("name", MODELS)
 def test_resumed_training_restores_every_model_and_optimizer_variable(runs, name):
     run = runs(name)
-    module = {"kvmmn": kvmmn_training, "baseline": baseline}.get(name, acp_training)
+    module = {"kvmmn": kvmmn_training, "baseline": baseline_training}.get(name, acp_training)
     resumed = train_and_record(module, run.again)  # max_steps reached: restore (over sentinels), nothing to train
     assert int(resumed.step.numpy()) == run.step == STEPS
     compared = assert_all_equal(resumed.model.weights, run.model_names, run.model_values, f"{name} model resumed")

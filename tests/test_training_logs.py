@@ -8,11 +8,12 @@ import pytest
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from acp import features, sequences, training
+from acp import sequences, training
 from acp import model as acp_model
 from data.record import Sample
 from engine import distribute, summaries, train_loop, validation
 from engine.seed import set_seed
+from features import feature_file as feature_files
 
 # ----------------------------------------------------------------------------------------------- running means
 SIGNATURE = tf.TensorSpec([], tf.float32)
@@ -106,7 +107,7 @@ def separable_features(num_ids=24, per_id=6, dim=16, scale=6.0, seed=0):
     rng = np.random.default_rng(seed)
     pids = np.repeat(np.arange(num_ids), per_id) + 100
     embedding = (scale * np.eye(dim)[pids % dim] + rng.normal(size=(len(pids), dim))).astype(np.float32)
-    return features.FeatureSet(embedding=embedding, pid=pids, camid=np.arange(len(pids)) % 3,
+    return feature_files.FeatureSet(embedding=embedding, pid=pids, camid=np.arange(len(pids)) % 3,
                                split=np.zeros(len(pids), np.int8), origin="separable")
 
 
@@ -157,7 +158,7 @@ def test_acp_eval_every_writes_validation_scalars_and_trains_without_the_held_ou
     # the un-reranked validation mAP is the embedding's own ranking of the held-out identities
     rows = data.select(held)
     is_query = validation.query_mask(rows.pid, rows.camid)
-    from data.evaluation import evaluate_features
+    from rerank.evaluation import evaluate_features
     expected = evaluate_features(rows.embedding[is_query], rows.embedding[~is_query], rows.pid[is_query],
                                  rows.pid[~is_query], rows.camid[is_query], rows.camid[~is_query], metric="cosine")
     assert scalars["val/baseline_mAP"][0][1] == pytest.approx(expected["mAP"], rel=1e-5)

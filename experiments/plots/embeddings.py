@@ -14,8 +14,8 @@ import numpy as np
 
 from acp import acp_rerank
 from acp import model as acp_model
-from acp.rerank.neighbours import l2_normalize
 from experiments import plots
+from rerank.neighbours import l2_normalize
 
 
 def choose_identities(pids: np.ndarray, max_identities: int, seed: int = 0) -> np.ndarray:

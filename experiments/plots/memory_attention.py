@@ -18,9 +18,9 @@ import os
 import numpy as np
 
 from acp import model as acp_model
-from data.distance import knn
 from experiments import plots
 from experiments.plots.co_attention import display_image
+from rerank.knn import knn
 
 INIT_LAYER = "memory_initialization"
 REFINEMENT_LAYER = "memory_refinement"

@@ -7,7 +7,8 @@
 | kvmmn | `kvmmn_rows` | KVM-MN Tables 1 and 3: train a KVM-MN per split, evaluate, average |
 
 Each runner calls the same library functions as the packages' binaries (acp.params, acp.rerank_runner.evaluate_method,
-acp.training.train, acp.baseline.train, acp.extract.extract, kvmmn.training.train, kvmmn.retrieval.evaluate_record).
+acp.training.train, features.training.train, features.extraction.extract, kvmmn.training.train,
+kvmmn.retrieval.evaluate_record).
 """
 from __future__ import annotations
 

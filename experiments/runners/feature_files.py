@@ -1,6 +1,6 @@
-"""The feature files (`acp.features` schema) the re-ranking rows read: found in the features folder, or made
-there by training the re-ID baseline (`acp.baseline.train`, as `acp-baseline-train`) and extracting its features
-(`acp.extract.extract`, as `acp-extract`).
+"""The feature files (`features.feature_file` schema) the re-ranking rows read: found in the features folder, or made
+there by training the re-ID baseline (`features.training.train`, as `acp-baseline-train`) and extracting its features
+(`features.extraction.extract`, as `acp-extract`).
 
 File names in `Context.features_dir`:
 - `<label>.npz` the query and gallery rows of an evaluation set with one split (e.g. `msmt17.npz`,
@@ -21,16 +21,18 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from acp import baseline as acp_baseline
-from acp import extract as acp_extract
-from acp import features as feature_io
 from engine import distribute
 from engine.train_loop import LoopConfig
 from experiments.tables import DataSpec
+from features import extraction
+from features import feature_file as feature_io
+from features import training as baseline_training
+from features.head import ModelConfig
+from features.recipe import Recipe
 
 SMOKE_STEPS = 10
 SMOKE_MODEL = dict(image_size=(64, 32), blocks=(1, 1, 1, 1))
-SMOKE_RECIPE = acp_baseline.Recipe(num_identities=4, num_instances=2, epochs=1, warmup_epochs=0, decay_epochs=())
+SMOKE_RECIPE = Recipe(num_identities=4, num_instances=2, epochs=1, warmup_epochs=0, decay_epochs=())
 
 
 def test_path(context, spec: DataSpec, index: int, count: int) -> str:
@@ -49,16 +51,16 @@ def _baseline(context, spec: DataSpec, record):
         return context.loaded[key]
     train_dir = context.work("baseline", spec.dataset)
     if context.smoke:
-        config = acp_baseline.ModelConfig(num_classes=record.num_train_pids, **SMOKE_MODEL)
+        config = ModelConfig(num_classes=record.num_train_pids, **SMOKE_MODEL)
         recipe, max_steps, pretrained = SMOKE_RECIPE, SMOKE_STEPS, None
     else:
-        config = acp_baseline.ModelConfig(num_classes=record.num_train_pids)
-        recipe, max_steps, pretrained = acp_baseline.Recipe(), 0, context.resnet_weights
+        config = ModelConfig(num_classes=record.num_train_pids)
+        recipe, max_steps, pretrained = Recipe(), 0, context.resnet_weights
     logging.info("re-ID baseline of %s in %s", spec.dataset, train_dir)
     loop = LoopConfig(train_dir, max_steps, checkpoint_every=max(1, max_steps) if context.smoke else 1000,
                       log_every=50, show_progress=bool(context.verbose))
-    result = acp_baseline.train(record, config, recipe, loop, distribute.make_strategy(context.strategy),
-                                pretrained=pretrained, seed=0)
+    result = baseline_training.train(record, config, recipe, loop, distribute.make_strategy(context.strategy),
+                                     pretrained=pretrained, seed=0)
     context.loaded[key] = (result["model"], config, tf.train.latest_checkpoint(train_dir) or "")
     return context.loaded[key]
 
@@ -67,8 +69,8 @@ def _extract(context, spec: DataSpec, split, path: str, subsets: tuple) -> None:
     record = context.load(spec, split)
     model, config, checkpoint = _baseline(context, spec, record)
     logging.info("extracting %s of %s split %s into %s", "/".join(subsets), spec.dataset, split, path)
-    acp_extract.extract(model, config, record, path, checkpoint=checkpoint, subsets=subsets,
-                        show_progress=bool(context.verbose))
+    extraction.extract(model, config, record, path, checkpoint=checkpoint, subsets=subsets,
+                       show_progress=bool(context.verbose))
 
 
 def test_files(context, spec: DataSpec) -> list:

@@ -2,7 +2,7 @@
 `acp.rerank_runner.evaluate_method` (what `acp-rerank` runs), averaged over the splits.
 
 Row settings:
-- `method`: "none" (the baseline ranking), "acp", or a classic re-ranker of `acp.rerank.METHODS`.
+- `method`: "none" (the baseline ranking), "acp", or a classic re-ranker of `rerank.METHODS`.
 - `params`: the method's parameters (k2, alpha, ECN's k/t/q, or an explicit k / k1).
 - `neighbourhood`: "N/C" (gallery images per gallery identity, `acp.acp_rerank.default_k1`) or a number; it sets
   the method's first-order neighbourhood (`acp.rerank_runner.FIRST_ORDER_PARAMS`: k of AQE / alpha-QE, k1 of the
@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from acp import acp_rerank, rerank_runner
-from acp import features as feature_io
 from experiments.runners import RowResult, acp_models, feature_files
+from features import feature_file as feature_io
 
 METRIC = "cosine"
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from acp.rerank.distances import RerankedDistances, related_or_original
-from acp.rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, check_features, nearest, neighbour_matrix, stack
-from acp.rerank.overlap import min_overlap
+from rerank.distances import RerankedDistances, related_or_original
+from rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, check_features, nearest, neighbour_matrix, stack
+from rerank.overlap import min_overlap
 
 
 class SCADistances(RerankedDistances):

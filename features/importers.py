@@ -1,4 +1,5 @@
-r"""Features from other toolkits into the feature-file schema of `acp.features` (`acp-import-features`).
+r"""Features from other toolkits into the feature-file schema of `features.feature_file` (the library of
+`acp-import-features`, `features.cli.import_features`).
 
     acp-import-features --input=pytorch_result.mat --dataset=market1501 --output=features/market_imported.npz
     acp-import-features --query_features=q.npy --query_pids=q_pids.npy --query_camids=q_cams.txt \
@@ -23,23 +24,14 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
-from acp.features import SPLIT_CODES, FeatureFileError, FeatureSet, concatenate, save_features
-from engine.flags import declare_once
+from features.feature_file import SPLIT_CODES, FeatureFileError, FeatureSet, concatenate
 
 MAT_SPLITS = ("train", "query", "gallery")
 JUNK_PID = -1
-ARRAY_FLAGS = tuple(f"{split}_{kind}" for split in MAT_SPLITS for kind in ("features", "pids", "camids"))
-
-declare_once(flags.DEFINE_string, "input", None, "A layumi-style pytorch_result.mat (MATLAB v5 or v7.3).")
-for _name in ARRAY_FLAGS:
-    declare_once(flags.DEFINE_string, _name, None,
-                 f"Instead of --input: {_name.replace('_', ' ')} as .npy, .npz:KEY, .txt or .csv"
-                 + (" (optional split)" if _name.startswith("train") else "") + ".")
-declare_once(flags.DEFINE_string, "dataset", "", "Dataset registry name recorded in the feature file.")
-declare_once(flags.DEFINE_string, "output", None, "Feature file to write (.npz).")
-FLAGS = flags.FLAGS
+# The keyword arguments of `import_arrays` (acp-import-features takes them as flags of the same names).
+ARRAY_NAMES = tuple(f"{split}_{kind}" for split in MAT_SPLITS for kind in ("features", "pids", "camids"))
 
 
 def _split_rows(features, pids, camids, split: str, origin: str, dataset: str, source: str) -> FeatureSet:
@@ -173,32 +165,3 @@ def load_array(spec: str, name: str) -> np.ndarray:
             raise
         raise FeatureFileError(f"{file_path}: cannot read (for {name}): {err}") from None
     raise FeatureFileError(f"{file_path}: unknown array file type (for {name}); use .npy, .npz[:key], .txt or .csv")
-
-
-def import_from_flags() -> FeatureSet:
-    given = {name: getattr(FLAGS, name) for name in ARRAY_FLAGS if getattr(FLAGS, name)}
-    if FLAGS.input and given:
-        raise app.UsageError(f"give either --input or the array flags, not both (got --input and {sorted(given)})")
-    if FLAGS.input:
-        return import_mat(FLAGS.input, dataset=FLAGS.dataset)
-    if not given:
-        raise app.UsageError("give --input=pytorch_result.mat or --query_features, --gallery_features, ... arrays")
-    arrays = {name: load_array(spec, f"--{name}") for name, spec in given.items()}
-    return import_arrays(**arrays, dataset=FLAGS.dataset, origin=", ".join(sorted(set(given.values()))))
-
-
-def main(argv):
-    del argv
-    if not FLAGS.output:
-        raise app.UsageError("--output is required")
-    imported = import_from_flags()
-    save_features(FLAGS.output, imported)
-    print(f"wrote {FLAGS.output}: {imported.summary()}")
-
-
-def run():
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run()

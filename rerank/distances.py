@@ -7,7 +7,7 @@ k-reciprocal / contextual encodings, propagated adjacency rows) plus the rule th
 query-gallery distances into re-ranked ones. Consumers pull what they need:
 
 - `iter_blocks(chunk_size)`: (start, stop, float32 (stop - start, G)) blocks, exact, O(chunk_size x G) memory;
-  `acp.rerank.evaluate_reranked` feeds them to `data.evaluation`, so mAP / CMC are exact at any scale;
+  `rerank.evaluate_reranked` feeds them to `data.evaluation`, so mAP / CMC are exact at any scale;
 - `top_k(k)`: the first k gallery items per query (distances and indices, ties by lower index), e.g. to store
   ranked lists;
 - `dense()` (or `numpy.asarray(result)`): the whole Q x G matrix, only when explicitly asked for.
@@ -28,9 +28,9 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from acp.rerank.neighbours import progress
-from data.distance import iter_distance_chunks
 from data.evaluation import default_chunk_size
+from rerank.knn import iter_distance_chunks
+from rerank.neighbours import progress
 
 
 class RerankedDistances:
@@ -39,7 +39,7 @@ class RerankedDistances:
     Args:
       query, gallery: float32 embeddings the original distance blocks are computed from (for AQE / alpha-QE /
         ACP the expanded embeddings, whose plain distance IS the re-ranked distance).
-      metric: a `data.distance.METRICS` metric for those blocks.
+      metric: a `rerank.knn.METRICS` metric for those blocks.
     """
 
     def __init__(self, query: np.ndarray, gallery: np.ndarray, metric: str = "euclidean"):

@@ -1,5 +1,5 @@
 r"""acp-baseline-train: train the ResNet-50 strong baseline (BNNeck, label-smoothed CE + batch-hard triplet, P x K
-sampling, warm-up, random erasing, Adam) whose features ACP re-ranks (ACP Sec. IV-B1; `acp.baseline`).
+sampling, warm-up, random erasing, Adam) whose features ACP re-ranks (ACP Sec. IV-B1; the `features` package).
 
     acp-baseline-train --dataset=market1501 --data_root=/data/Market-1501-v15.09.15 \
         --train_dir=runs/baseline_market --pretrained=resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
@@ -13,14 +13,16 @@ identity) and reports the embedding's mAP / rank-1 on them every N steps (val/mA
 """
 from absl import app, flags
 
-from acp import baseline
 from data import datasets
 from engine import flags as engine_flags
 from engine import validation
+from features import training
+from features.head import ModelConfig
+from features.recipe import Recipe
 
 engine_flags.define_common_flags(max_steps=0, checkpoint_every=1000, log_every=50)
 engine_flags.define_dataset_flags()
-_recipe = baseline.Recipe()
+_recipe = Recipe()
 declare = engine_flags.declare_once
 declare(flags.DEFINE_string, "pretrained", None,
         "Keras weight file of an ImageNet ResNet-50 without top (keras.applications' legacy .h5 or a .weights.h5); "
@@ -51,12 +53,12 @@ declare(flags.DEFINE_integer, "eval_every", 0, validation.EVAL_EVERY_HELP, lower
 FLAGS = flags.FLAGS
 
 
-def recipe_from_flags() -> baseline.Recipe:
+def recipe_from_flags() -> Recipe:
     try:
         decay_epochs = tuple(float(e) for e in FLAGS.decay_epochs)
     except ValueError:
         raise flags.IllegalFlagValueError(f"--decay_epochs must be numbers, got {FLAGS.decay_epochs}") from None
-    return baseline.Recipe(
+    return Recipe(
         num_identities=FLAGS.num_identities, num_instances=FLAGS.num_instances, epochs=FLAGS.epochs,
         learning_rate=FLAGS.learning_rate, warmup_epochs=FLAGS.warmup_epochs, warmup_factor=FLAGS.warmup_factor,
         decay_epochs=decay_epochs, decay_gamma=FLAGS.decay_gamma, weight_decay=FLAGS.weight_decay,
@@ -69,11 +71,11 @@ def main(argv):
     strategy = engine_flags.setup_from_flags()
     record = datasets.load(FLAGS.dataset, FLAGS.data_root, split=FLAGS.split or None)
     print(record.summary())
-    model_config = baseline.ModelConfig(num_classes=record.num_train_pids,
+    model_config = ModelConfig(num_classes=record.num_train_pids,
                                         image_size=(FLAGS.image_height, FLAGS.image_width), depth=FLAGS.depth,
                                         blocks=tuple(int(b) for b in FLAGS.blocks) or None,
                                         last_stride=FLAGS.last_stride)
-    result = baseline.train(record, model_config, recipe_from_flags(), engine_flags.loop_config_from_flags(),
+    result = training.train(record, model_config, recipe_from_flags(), engine_flags.loop_config_from_flags(),
                             strategy, pretrained=FLAGS.pretrained, seed=FLAGS.seed)
     print(f"trained to step {result['step']} in {FLAGS.train_dir}: {result['metrics']}")
 

@@ -1,7 +1,7 @@
 """Input checks and the one chunked pass over all embeddings that every re-ranker starts from.
 
 Every classic re-ranker (and ACP's Eq. 1) looks at the nearest neighbours of each of the N = Q + G query and
-gallery embeddings among all N. `nearest` finds them with `data.distance.knn`'s one pass over row chunks, each a
+gallery embeddings among all N. `nearest` finds them with `rerank.knn.knn`'s one pass over row chunks, each a
 distance block (matmul on TensorFlow, a GPU when one is visible) reduced on the device to its top-k and, when
 asked, its row maxima (which k-reciprocal and SCA divide by), so memory stays O(chunk_size x N + N x k) and no
 block makes a round trip through NumPy.
@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
-from data.distance import knn
+from rerank.knn import knn
 
 DEFAULT_CHUNK_SIZE = 512  # rows per distance chunk: 512 x 100K float32 = 200 MB
 _CHECK_ROWS = 8192
@@ -91,7 +91,7 @@ def nearest(features: np.ndarray, k: int, metric: str, chunk_size: int = DEFAULT
             with_row_max: bool = False, verbose: int = 0):
     """The k nearest rows of `features` to each row of `features` (itself included), nearest first.
 
-    Returns (distances float32 (N, k), indices int64 (N, k), row_max float32 (N,) or None): `data.distance.knn` of
+    Returns (distances float32 (N, k), indices int64 (N, k), row_max float32 (N,) or None): `rerank.knn.knn` of
     the set against itself, so ties go to the lower index. `row_max[i]` is the largest distance from row i to any
     row: the column maximum of the full matrix that k-reciprocal and SCA normalise by, gathered in the same pass.
     """
@@ -102,7 +102,7 @@ def nearest(features: np.ndarray, k: int, metric: str, chunk_size: int = DEFAULT
 def pair_sqdistances(features: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances between features[rows[p]] and features[cols[p]], float32.
 
-    Same formula as `data.distance` (|a|^2 + |b|^2 - 2 a.b, clamped at 0), so a pair also found by `nearest`
+    Same formula as `rerank.knn` (|a|^2 + |b|^2 - 2 a.b, clamped at 0), so a pair also found by `nearest`
     gets the same value up to float32 rounding.
     """
     x = tf.constant(features)

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from acp.rerank.distances import RerankedDistances
-from acp.rerank.expansion import expand_embeddings
-from acp.rerank.neighbours import (DEFAULT_CHUNK_SIZE, check_count, check_features, l2_normalize, nearest,
+from rerank.distances import RerankedDistances
+from rerank.expansion import expand_embeddings
+from rerank.neighbours import (DEFAULT_CHUNK_SIZE, check_count, check_features, l2_normalize, nearest,
                                    stack)
 
 

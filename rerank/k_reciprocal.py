@@ -21,7 +21,7 @@ The reference, over all N = Q + G embeddings:
 Here the ranking needs only the max(k1 + 1, k2) nearest neighbours of each row (one chunked pass that also finds
 the row maxima), sets are masks over those lists, V is a sparse N x N matrix with a few hundred non-zeros per row,
 and the Jaccard numerator is `overlap.min_overlap`. Distances to expanded-set members that are not among a row's
-nearest neighbours are computed pair by pair. Ties in the ranking go to the lower index (`data.distance.knn`'s
+nearest neighbours are computed pair by pair. Ties in the ranking go to the lower index (`rerank.knn.knn`'s
 rule); the reference's unstable argsort leaves them unspecified.
 
 A query and a gallery item without a common non-zero in V get Jaccard distance 1 and so final distance
@@ -32,11 +32,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from acp.rerank.distances import RerankedDistances
-from acp.rerank.neighbours import (DEFAULT_CHUNK_SIZE, check_count, check_features, check_fraction, nearest,
+from rerank.distances import RerankedDistances
+from rerank.neighbours import (DEFAULT_CHUNK_SIZE, check_count, check_features, check_fraction, nearest,
                                    neighbour_matrix, pair_sqdistances, stack)
-from acp.rerank.overlap import min_overlap
-from acp.rerank.query_expansion import expanded_embeddings
+from rerank.overlap import min_overlap
+from rerank.query_expansion import expanded_embeddings
 
 # The neighbour pass keeps _LOOKUP_WIDTH x (k1 + 1) neighbours per row, so that the distances to most members of
 # the expanded sets (neighbours of neighbours) are looked up rather than recomputed.

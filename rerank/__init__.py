@@ -30,15 +30,16 @@ ACP re-ranker to reuse with its predicted weights.
 """
 from __future__ import annotations
 
-from acp.rerank.distances import RerankedDistances
-from acp.rerank.ecn import ecn
-from acp.rerank.evaluation import evaluate_reranked
-from acp.rerank.expansion import expand_embeddings
-from acp.rerank.gnn import gnn
-from acp.rerank.k_reciprocal import alpha_qe_k_reciprocal, k_reciprocal
-from acp.rerank.neighbours import check_features, nearest
-from acp.rerank.query_expansion import alpha_qe, aqe, expanded_embeddings
-from acp.rerank.sca import sca
+import data  # noqa: F401  (first: sets TensorFlow's load-time defaults before anything loads it)
+from rerank.distances import RerankedDistances
+from rerank.ecn import ecn
+from rerank.evaluation import evaluate_reranked
+from rerank.expansion import expand_embeddings
+from rerank.gnn import gnn
+from rerank.k_reciprocal import alpha_qe_k_reciprocal, k_reciprocal
+from rerank.neighbours import check_features, nearest
+from rerank.query_expansion import alpha_qe, aqe, expanded_embeddings
+from rerank.sca import sca
 
 METHODS = {
     "aqe": aqe,

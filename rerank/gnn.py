@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from acp.rerank.distances import RerankedDistances, related_or_original
-from acp.rerank.neighbours import (DEFAULT_CHUNK_SIZE, check_count, check_features, l2_normalize, nearest,
+from rerank.distances import RerankedDistances, related_or_original
+from rerank.neighbours import (DEFAULT_CHUNK_SIZE, check_count, check_features, l2_normalize, nearest,
                                    neighbour_matrix, normalize_rows, stack)
 
 PROPAGATION_ROUNDS = 2
