@@ -4,7 +4,10 @@
 Each step draws `batch_size` training sequences (`acp.sequences`), predicts their correlations with ACP and
 minimises the focal loss of Eq. 13 (gamma from the preset, Table II) with Adam (lr 2e-4, weight decay 5e-4) under a
 linear warm-up over the first 10 epochs from factor 0.1. The ACP configuration is stored in the training directory
-(`acp.checkpoint`): a restart with another preset or override is refused, naming both.
+(`acp.checkpoint`): a restart with another preset or override is refused, naming both. The training directory is
+acp-train's own (`engine.run_dir.claim`): a user's non-empty folder or another tool's training folder is refused
+before anything is written. A run killed anywhere and restarted ends bit-identical to an uninterrupted one, dropout
+included (`engine.train_loop`, `tests/test_faults.py`).
 
 Choices of ours (the paper is silent or ambiguous; WORKSPACE.md lists them):
 - Weight decay: "Adam optimizer with weight decay 5e-4" in the authors' PyTorch/FastReID setting is torch's Adam
@@ -31,11 +34,14 @@ from acp import checkpoint as acp_checkpoint
 from acp import losses
 from acp import model as acp_model
 from acp import sequences
-from engine import distribute, precision, validation
+from engine import distribute, precision, run_dir, validation
 from engine.schedules import LinearWarmup
 from engine.train_loop import LoopConfig, Trainer, steps_dataset
 from features import feature_file as feature_files
 from rerank.evaluation import evaluate_features
+
+
+TOOL = "acp-train"  # the owner named in its train_dir's marker (`engine.run_dir`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +176,8 @@ def train(features: feature_files.FeatureSet, loop_config: LoopConfig, preset: s
     Returns the Trainer's {"step", "metrics"} plus "model", "steps_per_epoch", "max_steps" and "validation" (the
     hook's [(step, values)], empty without `eval_every`).
     """
+    # before any work: a user's folder or another tool's training folder is refused with nothing written
+    run_dir.prepare(loop_config.train_dir, TOOL, acp_checkpoint.CONFIG_FILE)
     train_rows = features.train
     if recipe.eval_every:
         held = validation.hold_out(train_rows.pid, seed)

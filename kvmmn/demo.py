@@ -40,10 +40,11 @@ import time
 import numpy as np
 
 from data.evaluation import evaluate
+from engine import run_dir
 from kvmmn.model import KVMMN, KVMMNConfig
 from kvmmn.pretrain import PretrainConfig, is_backbone_checkpoint, pretrain_backbone, save_backbone
 from kvmmn.retrieval import evaluate_record, to_json
-from kvmmn.training import TrainConfig, load_trained_model, train
+from kvmmn.training import CONFIG_FILE, TOOL, TrainConfig, load_trained_model, train
 
 DEMO_MODEL = KVMMNConfig(backbone="tiny", image_size=(64, 32), feature_dim=32, num_heads=4, key_dim=8, value_dim=8,
                          position_embedding=True, score_hidden_units=64, seed=0)
@@ -108,6 +109,7 @@ def run_demo(data_root: str | None = None, steps: int = DEMO_STEPS, train_dir: s
     if train_dir is None:
         train_dir = tempfile.mkdtemp(prefix="kvmmn-demo-")
     config = demo_config(train_dir, data_root or "", steps, show_progress=show_progress, **overrides)
+    run_dir.claim(train_dir, TOOL, CONFIG_FILE)  # a kvmmn-train folder before the backbone is written into it
     record = config.load_record()
     started = time.perf_counter()
     pretrain_metrics = {}
