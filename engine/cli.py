@@ -269,12 +269,14 @@ def docstring_help(cls) -> dict[str, str]:
     names = [field.name for field in dataclasses.fields(cls)]
     if not names or not doc or doc.startswith(f"{cls.__name__}("):  # dataclass's own signature docstring
         return {}
-    labels = list(re.finditer(r"(?<![\w.`])(" + "|".join(map(re.escape, names)) + r")(?:, \w+)*: ", doc))
+    name = "(?:" + "|".join(map(re.escape, names)) + r")(?: \([^)]*\))?"  # a name, maybe with "(symbol)"
+    labels = list(re.finditer(r"(?<![\w.`])(" + name + r"(?:, " + name + r")*): ", doc))
     result = {}
     for label, following in zip(labels, labels[1:] + [None]):
         end = following.start() if following else len(doc)
-        text = doc[label.end():end].split("\n\n")[0]
-        result.setdefault(label.group(1), " ".join(text.split()))
+        text = " ".join(doc[label.end():end].split("\n\n")[0].split())
+        for member in label.group(1).split(", "):  # "height, width: image size" documents both
+            result.setdefault(member.split(" (")[0], text)
     return result
 
 
@@ -320,6 +322,19 @@ def check(fv: flags.FlagValues, name: str, rule: Check) -> None:
 
     flags.register_validator(name, checker, flag_values=fv)
     fv[name].range_check = rule  # seen by `unchecked_numeric_flags` and the help text
+
+
+def validate(fv: flags.FlagValues, name: str, parse: Callable[[Any], Any]) -> None:
+    """Check flag `name` at parse time with `parse(value)`, whose ValueError becomes a flag error naming it."""
+
+    def checker(value):
+        try:
+            parse(value)
+        except ValueError as error:
+            raise flags.ValidationError(str(error)) from None
+        return True
+
+    flags.register_validator(name, checker, flag_values=fv)
 
 
 def _is_numeric_flag(flag) -> bool:
@@ -528,8 +543,13 @@ def run(main: Callable[[list[str]], int | None], fv: flags.FlagValues, doc: str 
     and `user_errors`) prints one line `error: ...` on stderr and exits with status 2 (`--debug`: the traceback)."""
     argv = list(sys.argv if argv is None else argv)
     program = os.path.basename(argv[0]) if argv else "?"
+    if program.endswith(".py") or program == "-m":  # python -m pkg.cli.name: the docstring's "name:" instead
+        program = inspect.cleandoc(doc or "").split(":")[0].split()[0] if doc else program
     if any(arg in ("--help", "-h", "-?", "--helpshort", "--helpfull") for arg in argv[1:]):
-        print(help_text(fv, doc, program))
+        try:
+            print(help_text(fv, doc, program), flush=True)
+        except BrokenPipeError:  # `--help | head`
+            sys.stdout = None
         sys.exit(0)
     debug = "--debug" in argv[1:]
     try:
