@@ -335,6 +335,7 @@ def validate(fv: flags.FlagValues, name: str, parse: Callable[[Any], Any]) -> No
         return True
 
     flags.register_validator(name, checker, flag_values=fv)
+    fv[name].validated = True  # its own check counts as a range for `unchecked_numeric_flags`
 
 
 def _is_numeric_flag(flag) -> bool:
@@ -346,7 +347,8 @@ def unchecked_numeric_flags(fv: flags.FlagValues) -> list[str]:
     """Numeric flags of `fv` without a range: neither absl bounds nor a `Check` (the tests require none)."""
     missing = []
     for name, flag in _own_flags(fv).items():
-        if not _is_numeric_flag(flag) or getattr(flag, "range_check", None) is not None or hasattr(flag, "alias_of"):
+        if (not _is_numeric_flag(flag) or getattr(flag, "range_check", None) is not None
+                or hasattr(flag, "alias_of") or getattr(flag, "validated", False)):
             continue  # an alias is checked as the flag it stands for
         if getattr(flag.parser, "lower_bound", None) is None and getattr(flag.parser, "upper_bound", None) is None:
             missing.append(name)
@@ -503,8 +505,9 @@ def help_text(fv: flags.FlagValues, doc: str | None, program: str) -> str:
     deprecated = []
     for name in sorted(own, key=lambda n: (n in ("debug", "verbose_tf"), n)):
         flag = own[name]
-        if getattr(flag, "alias_of", None):
-            deprecated.append(f"  --{name}: deprecated spelling of --{flag.alias_of}")
+        replaced_by = getattr(flag, "alias_of", None) or getattr(flag, "deprecated_for", None)
+        if replaced_by:  # deprecated_for: an old flag the binary maps onto a new one itself
+            deprecated.append(f"  --{name}: deprecated spelling of --{replaced_by}")
             continue
         dynamic = getattr(flag, "dynamic_help", None)
         text = dynamic() if dynamic else flag.help.split(";\n    repeat this option")[0]  # absl's suffix

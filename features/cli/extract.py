@@ -10,39 +10,49 @@ the chunks are then streamed into --output, so a 100K-image set never has all it
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from data import datasets
-from engine import flags as engine_flags
+from engine import cli
 from features import feature_file, training
 from features.extraction import extract
 
-engine_flags.define_dataset_flags()
-declare = engine_flags.declare_once
-declare(flags.DEFINE_string, "checkpoint", None,
-        "Training directory of acp-baseline-train (its latest checkpoint) or one checkpoint prefix (.../ckpt-N).")
-declare(flags.DEFINE_string, "output", None, "Feature file to write (.npz).")
-declare(flags.DEFINE_list, "subsets", list(feature_file.SPLIT_CODES), "Which of train, query, gallery to extract.")
-declare(flags.DEFINE_integer, "batch_size", 64, "Images per forward pass.", lower_bound=1)
-declare(flags.DEFINE_integer, "chunk_size", 4096, "Images per resumable chunk.", lower_bound=1)
-declare(flags.DEFINE_bool, "overwrite", False, "Discard the chunks of an earlier, different extraction.")
-FLAGS = flags.FLAGS
+FLAGS = cli.new_flags()
+cli.define_dataset_flags(FLAGS)
+flags.DEFINE_string("checkpoint", None, "Training directory of acp-baseline-train (its latest checkpoint) or one "
+                    "checkpoint prefix (.../ckpt-N).", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "Feature file to write (.npz).", flag_values=FLAGS)
+cli.define(FLAGS, "subsets", tuple[str, ...], tuple(feature_file.SPLIT_CODES),
+           "Which of train, query, gallery to extract (comma list).")
+
+
+def _check_subsets(subsets) -> None:
+    unknown = [name for name in subsets if name not in feature_file.SPLIT_CODES] or ([] if subsets else ["none"])
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: choose from {', '.join(feature_file.SPLIT_CODES)}")
+
+
+cli.validate(FLAGS, "subsets", _check_subsets)
+flags.DEFINE_integer("batch_size", 64, "Images per forward pass.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("chunk_size", 4096, "Images per resumable chunk.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Discard the chunks of an earlier, different extraction.", flag_values=FLAGS)
 
 
 def main(argv):
     del argv
-    if not FLAGS.checkpoint or not FLAGS.output:
-        raise app.UsageError("--checkpoint and --output are required")
-    model, config, path = training.restore_model(FLAGS.checkpoint)
-    record = datasets.load(FLAGS.dataset, FLAGS.data_root, split=FLAGS.split or None)
-    written = extract(model, config, record, FLAGS.output, checkpoint=path, subsets=FLAGS.subsets,
-                      batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size, overwrite=FLAGS.overwrite)
-    counts = {name: len(getattr(record, name)) for name in FLAGS.subsets}
+    checkpoint = cli.require(FLAGS, "checkpoint", "an acp-baseline-train --train_dir or checkpoint prefix")
+    output = cli.require(FLAGS, "output", "the feature file to write")
+    record = cli.load_dataset(FLAGS)  # reader errors before the model is built
+    model, config, path = training.restore_model(checkpoint)
+    subsets = list(dict.fromkeys(FLAGS["subsets"].value))
+    written = extract(model, config, record, output, checkpoint=path, subsets=subsets,
+                      batch_size=FLAGS["batch_size"].value, chunk_size=FLAGS["chunk_size"].value,
+                      overwrite=FLAGS["overwrite"].value)
+    counts = {name: len(getattr(record, name)) for name in subsets}
     print(f"wrote {written}: {counts} images of {record.name}")
 
 
 def run():
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":

@@ -6,82 +6,104 @@ sampling, warm-up, random erasing, Adam) whose features ACP re-ranks (ACP Sec. I
 
 Restarting with the same --train_dir resumes from its latest checkpoint. --max_steps=0 (default) trains --epochs
 epochs of (training identities // P) steps. Then `acp-extract --checkpoint=runs/baseline_market ...` writes the
-feature file.
+feature file. The recipe flags are the fields of `features.recipe.Recipe`, the model flags those of
+`features.head.ModelConfig`, with their defaults; --image_height / --image_width are the deprecated spelling of
+--image_size=HEIGHT,WIDTH.
 
 --eval_every=N holds out a few training identities (not trained on; the classifier has one class per remaining
 identity) and reports the embedding's mAP / rank-1 on them every N steps (val/mAP, val/rank1 in TensorBoard).
 """
-from absl import app, flags
+from __future__ import annotations
 
-from data import datasets
-from engine import flags as engine_flags
-from engine import validation
+import os
+import sys
+
+from absl import flags
+
+from engine import cli, validation
+from engine.train_loop import RestoreError
 from features import training
+from features.backbone import RESNET_BLOCKS
 from features.head import ModelConfig
 from features.recipe import Recipe
 
-engine_flags.define_common_flags(max_steps=0, checkpoint_every=1000, log_every=50)
-engine_flags.define_dataset_flags()
-_recipe = Recipe()
-declare = engine_flags.declare_once
-declare(flags.DEFINE_string, "pretrained", None,
-        "Keras weight file of an ImageNet ResNet-50 without top (keras.applications' legacy .h5 or a .weights.h5); "
-        "without it the backbone starts from random weights. Never downloaded.")
-declare(flags.DEFINE_integer, "depth", 50, "ResNet depth: 50, 101 or 152.")
-declare(flags.DEFINE_list, "blocks", [],
-        "Bottleneck blocks of the four stages, overriding --depth (e.g. 1,1,1,1: a small network for quick CPU "
-        "demos and tests; ImageNet weights then do not fit).")
-declare(flags.DEFINE_integer, "last_stride", 1, "Stride of ResNet stage conv5 (1 in the strong baseline).")
-declare(flags.DEFINE_integer, "image_height", 256, "Input height.")
-declare(flags.DEFINE_integer, "image_width", 128, "Input width.")
-declare(flags.DEFINE_integer, "num_identities", _recipe.num_identities, "P: identities per batch.")
-declare(flags.DEFINE_integer, "num_instances", _recipe.num_instances, "K: images per identity in a batch.")
-declare(flags.DEFINE_integer, "epochs", _recipe.epochs, "Epochs (each visits every training identity once); "
-        "used when --max_steps=0, and as the unit of the warm-up and decay flags.")
-declare(flags.DEFINE_float, "learning_rate", _recipe.learning_rate, "Adam's base learning rate.")
-declare(flags.DEFINE_float, "warmup_epochs", _recipe.warmup_epochs, "Epochs of linear learning-rate warm-up.")
-declare(flags.DEFINE_float, "warmup_factor", _recipe.warmup_factor, "Warm-up starts at this fraction of the rate.")
-declare(flags.DEFINE_list, "decay_epochs", [str(e) for e in _recipe.decay_epochs],
-        "Epochs at which the rate is multiplied by --decay_gamma.")
-declare(flags.DEFINE_float, "decay_gamma", _recipe.decay_gamma, "Learning-rate decay factor.")
-declare(flags.DEFINE_float, "weight_decay", _recipe.weight_decay, "L2 weight decay (PyTorch Adam style).")
-declare(flags.DEFINE_float, "label_smoothing", _recipe.label_smoothing, "Label smoothing epsilon.")
-declare(flags.DEFINE_float, "triplet_margin", _recipe.triplet_margin, "Margin of the batch-hard triplet loss.")
-declare(flags.DEFINE_bool, "flip", _recipe.flip, "Random horizontal flips.")
-declare(flags.DEFINE_bool, "random_erasing", _recipe.random_erasing, "Random erasing (Zhong et al. 2017).")
-declare(flags.DEFINE_integer, "eval_every", 0, validation.EVAL_EVERY_HELP, lower_bound=0)
-FLAGS = flags.FLAGS
+FLAGS = cli.new_flags()
+cli.define_loop_flags(FLAGS, max_steps=0, checkpoint_every=1000, log_every=50)
+cli.define_dataset_flags(FLAGS)
+RECIPE = cli.define_config_flags(
+    FLAGS, Recipe,
+    help={"num_identities": "P: identities per batch.", "num_instances": "K: images per identity in a batch.",
+          "epochs": "Epochs (each visits every training identity once); used when --max_steps=0, and as the unit of "
+                    "the warm-up and decay flags.",
+          "learning_rate": "Adam's base learning rate.", "warmup_epochs": "Epochs of linear learning-rate warm-up.",
+          "warmup_factor": "Warm-up starts at this fraction of the rate.",
+          "decay_epochs": "Epochs at which the rate is multiplied by --decay_gamma.",
+          "decay_gamma": "Learning-rate decay factor.", "weight_decay": "L2 weight decay (PyTorch Adam style).",
+          "label_smoothing": "Label smoothing epsilon.", "triplet_margin": "Margin of the batch-hard triplet loss.",
+          "flip": "Random horizontal flips.", "random_erasing": "Random erasing (Zhong et al. 2017).",
+          "eval_every": validation.EVAL_EVERY_HELP},
+    checks={"num_identities": cli.Check(min=2), "num_instances": cli.Check(min=2), "epochs": cli.AT_LEAST_ONE,
+            "learning_rate": cli.POSITIVE, "warmup_epochs": cli.NON_NEGATIVE,
+            "warmup_factor": cli.Check(min=0, max=1, min_open=True), "decay_epochs": cli.NON_NEGATIVE,
+            "decay_gamma": cli.POSITIVE, "weight_decay": cli.NON_NEGATIVE,
+            "label_smoothing": cli.Check(min=0, max=1, max_open=True), "triplet_margin": cli.NON_NEGATIVE,
+            "eval_every": cli.NON_NEGATIVE})
+MODEL = cli.define_config_flags(
+    FLAGS, ModelConfig, exclude=("num_classes", "caffe_input"),
+    help={"image_size": "Input height,width.", "depth": "ResNet depth: 50, 101 or 152.",
+          "blocks": "Bottleneck blocks of the four stages, overriding --depth (e.g. 1,1,1,1: a small network for "
+                    "quick CPU demos and tests; ImageNet weights then do not fit).",
+          "last_stride": "Stride of ResNet stage conv5 (1 in the strong baseline)."},
+    checks={"image_size": cli.Check(min=32), "blocks": cli.Check(min=1, length=4), "last_stride": cli.Check(min=1,
+                                                                                                         max=2)})
 
 
-def recipe_from_flags() -> Recipe:
-    try:
-        decay_epochs = tuple(float(e) for e in FLAGS.decay_epochs)
-    except ValueError:
-        raise flags.IllegalFlagValueError(f"--decay_epochs must be numbers, got {FLAGS.decay_epochs}") from None
-    return Recipe(
-        num_identities=FLAGS.num_identities, num_instances=FLAGS.num_instances, epochs=FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate, warmup_epochs=FLAGS.warmup_epochs, warmup_factor=FLAGS.warmup_factor,
-        decay_epochs=decay_epochs, decay_gamma=FLAGS.decay_gamma, weight_decay=FLAGS.weight_decay,
-        label_smoothing=FLAGS.label_smoothing, triplet_margin=FLAGS.triplet_margin, flip=FLAGS.flip,
-        random_erasing=FLAGS.random_erasing, eval_every=FLAGS.eval_every)
+def _check_depth(depth: int) -> None:
+    if depth not in RESNET_BLOCKS:
+        raise ValueError(f"must be one of {', '.join(map(str, RESNET_BLOCKS))}")
+
+
+cli.validate(FLAGS, "depth", _check_depth)
+for _name in ("image_height", "image_width"):  # the old spelling: two flags for one setting
+    cli.define(FLAGS, _name, int, None, "deprecated spelling of --image_size=HEIGHT,WIDTH", cli.Check(min=32))
+    FLAGS[_name].deprecated_for = "image_size"
+flags.DEFINE_string("pretrained", None, "Keras weight file (HDF5) of an ImageNet ResNet-50 without top "
+                    "(keras.applications' legacy .h5 or a .weights.h5); without it the backbone starts from random "
+                    "weights. Never downloaded.", flag_values=FLAGS)
+
+
+def check_pretrained(path: str | None) -> None:
+    """Refuse, before any work, a --pretrained that is not an HDF5 weight file."""
+    import h5py
+
+    if path and (not os.path.isfile(path) or not h5py.is_hdf5(path)):
+        raise cli.UserError(f"--pretrained={path}: " + ("no such file" if not os.path.exists(path) else
+                                                         "not an HDF5 (.h5) Keras weight file"))
+
+
+def model_config(num_classes: int) -> ModelConfig:
+    height, width = FLAGS["image_size"].value
+    for name in ("image_height", "image_width"):
+        if FLAGS[name].present:
+            print(f"warning: --{name} is deprecated; use --image_size=HEIGHT,WIDTH", file=sys.stderr)
+    height, width = FLAGS["image_height"].value or height, FLAGS["image_width"].value or width
+    return MODEL.build(num_classes=num_classes, image_size=(height, width), blocks=FLAGS["blocks"].value or None)
 
 
 def main(argv):
     del argv
-    strategy = engine_flags.setup_from_flags()
-    record = datasets.load(FLAGS.dataset, FLAGS.data_root, split=FLAGS.split or None)
+    check_pretrained(FLAGS["pretrained"].value)
+    loop_config = cli.loop_config_from_flags(FLAGS)
+    strategy = cli.setup_from_flags(FLAGS)
+    record = cli.load_dataset(FLAGS)
     print(record.summary())
-    model_config = ModelConfig(num_classes=record.num_train_pids,
-                                        image_size=(FLAGS.image_height, FLAGS.image_width), depth=FLAGS.depth,
-                                        blocks=tuple(int(b) for b in FLAGS.blocks) or None,
-                                        last_stride=FLAGS.last_stride)
-    result = training.train(record, model_config, recipe_from_flags(), engine_flags.loop_config_from_flags(),
-                            strategy, pretrained=FLAGS.pretrained, seed=FLAGS.seed)
-    print(f"trained to step {result['step']} in {FLAGS.train_dir}: {result['metrics']}")
+    result = training.train(record, model_config(record.num_train_pids), RECIPE.build(), loop_config, strategy,
+                            pretrained=FLAGS["pretrained"].value, seed=FLAGS["seed"].value)
+    print(f"trained to step {result['step']} in {loop_config.train_dir}: {result['metrics']}")
 
 
 def run():
-    app.run(main)
+    cli.run(main, FLAGS, __doc__, user_errors=(RestoreError,))
 
 
 if __name__ == "__main__":
