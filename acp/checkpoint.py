@@ -15,6 +15,7 @@ import tensorflow as tf
 from acp import model as acp_model
 from engine import atomic
 from engine import checkpoints
+from engine import run_dir
 
 CONFIG_FILE = "acp_config.json"
 
@@ -66,17 +67,9 @@ def load_config(directory: str) -> tuple[str, acp_model.ACPConfig]:
 
 
 def resolve(checkpoint: str) -> tuple[str, str]:
-    """(directory, checkpoint prefix) of `checkpoint`: a train_dir (its latest checkpoint) or a prefix
-    `<train_dir>/ckpt-<step>`."""
-    if os.path.isdir(checkpoint):
-        prefix = tf.train.latest_checkpoint(checkpoint)
-        if prefix is None:
-            raise FileNotFoundError(f"--checkpoint={checkpoint}: the directory holds no checkpoint")
-        return checkpoint, prefix
-    if not tf.io.gfile.exists(checkpoint + ".index"):
-        raise FileNotFoundError(f"--checkpoint={checkpoint}: neither a directory nor a checkpoint prefix "
-                                f"({checkpoint}.index not found)")
-    return os.path.dirname(checkpoint) or ".", checkpoint
+    """(directory, checkpoint prefix) of `checkpoint`: a train_dir (its newest readable checkpoint) or a prefix
+    `<train_dir>/ckpt-<step>` (`engine.run_dir.resolve`: an unreadable one is an error naming its file)."""
+    return run_dir.resolve(checkpoint)
 
 
 def restore_model(checkpoint: str, preset: str | None = None):

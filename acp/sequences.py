@@ -45,6 +45,7 @@ import tensorflow as tf
 from absl import logging
 
 from acp.losses import IGNORE_LABEL
+from engine import atomic
 from rerank.knn import METRICS, iter_distance_chunks
 
 DEFAULT_CHUNK_SIZE = 512
@@ -193,11 +194,9 @@ def load_or_mine_pools(directory: str, embedding: np.ndarray, pids: np.ndarray, 
                                       int(cached["num_neighbours"]))
         logging.info("%s belongs to other features or settings: mining the pools again", path)
     pools = mine_pools(embedding, pids, config, chunk_size, verbose)
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(temporary, members=pools.members, matches=pools.matches, offsets=pools.offsets,
-             num_neighbours=pools.num_neighbours, fingerprint=json.dumps(fingerprint))
-    os.replace(temporary, path)
+    with atomic.atomic_path(path) as temporary:
+        np.savez(temporary, members=pools.members, matches=pools.matches, offsets=pools.offsets,
+                 num_neighbours=pools.num_neighbours, fingerprint=json.dumps(fingerprint))
     return pools
 
 

@@ -133,19 +133,19 @@ def read_json(path: str, error: type[Exception] = ValueError) -> dict:
 
 def write_or_check_config(directory: str, name: str, content: dict,
                           differences: Callable[[dict], list[str]], error: type[Exception] = ValueError,
-                          rewrite: bool = False) -> str:
+                          rewrite: bool = False, what: str = "configuration") -> str:
     """Write `content` as `directory/name` (JSON, atomically), or check the file already there.
 
     `differences(stored)` lists how the stored content differs from this run's in what must not change; any
-    difference is `error` naming the file and each difference. With `rewrite`, an accepted file is written again
-    (the fields allowed to change, e.g. a moved data root, take this run's values). Returns the path.
+    difference is `error` naming the file, `what` it holds and each difference. With `rewrite`, an accepted file is
+    written again (the fields allowed to change, e.g. a moved data root, take this run's values). Returns the path.
     """
     path = os.path.join(directory, name)
     if os.path.exists(path):
         found = differences(read_json(path, error))
         if found:
-            raise error(f"{path} holds a run of another configuration; use another --train_dir or the same "
-                        "settings:\n  " + "\n  ".join(found))
+            raise error(f"{path} holds another {what}; use another --train_dir or the same settings:\n  "
+                        + "\n  ".join(found))
         if not rewrite:
             return path
     return atomic.write_text(path, json.dumps(content, indent=1))

@@ -4,7 +4,6 @@ the checkpoints, and `restore_model`, through which every binary, runner and fig
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import keras
@@ -13,7 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from data.pipeline import augment_and_normalize, decode, make_dataset, resize
-from engine import atomic, checkpoints, precision, validation
+from engine import checkpoints, precision, run_dir, validation
 from engine.train_loop import Trainer, steps_dataset
 from features.head import ModelConfig, build_baseline, feature_extractor
 from features.recipe import Recipe, make_loss_fn
@@ -21,28 +20,30 @@ from features.sampler import PKSampler
 from rerank.evaluation import evaluate_features
 
 MODEL_CONFIG_FILE = "baseline_config.json"
+TOOL = "acp-baseline-train"  # the owner named in its train_dir's marker (`engine.run_dir`)
 
 
 def save_model_config(config: ModelConfig, directory: str) -> str:
     """Write `config` to `directory/MODEL_CONFIG_FILE`; a different config already there is an error."""
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, MODEL_CONFIG_FILE)
-    if os.path.exists(path):
-        existing = load_model_config(directory)
-        if existing != config:
-            raise ValueError(f"{path} holds another model configuration ({existing}); use another --train_dir "
-                             f"for {config}")
-        return path
-    atomic.write_text(path, json.dumps(dataclasses.asdict(config), indent=1))
-    return path
+
+    def differences(stored: dict) -> list[str]:
+        existing = _config_from(stored, path)
+        return [] if existing == config else [f"{existing}, not {config}"]
+
+    os.makedirs(directory, exist_ok=True)
+    return run_dir.write_or_check_config(directory, MODEL_CONFIG_FILE, dataclasses.asdict(config), differences,
+                                         what="model configuration")
 
 
 def load_model_config(directory: str) -> ModelConfig:
     path = os.path.join(directory, MODEL_CONFIG_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: is {directory} the --train_dir of acp-baseline-train?")
-    with open(path) as handle:
-        fields = json.load(handle)
+    return _config_from(run_dir.read_json(path), path)
+
+
+def _config_from(fields: dict, path: str) -> ModelConfig:
     try:
         return ModelConfig(**fields)
     except TypeError as err:
@@ -108,11 +109,14 @@ def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strate
     """Train (or resume training) the baseline on `record.train`; returns the Trainer's result plus "model".
 
     `loop_config.max_steps` 0 means `recipe.epochs` epochs. The global batch P*K is split over the replicas, so P
-    must be a multiple of their number (each replica then mines triplets among whole identities).
+    must be a multiple of their number (each replica then mines triplets among whole identities). The train_dir is
+    acp-baseline-train's own (`engine.run_dir.claim`: a user's or another tool's folder is refused first); a run
+    killed anywhere and restarted ends bit-identical to an uninterrupted one (`tests/test_faults.py`).
     With `recipe.eval_every` > 0 a few training identities are held out (`engine.validation`, drawn with `seed`)
     and evaluated every `eval_every` steps (`make_validation`); the classifier then has one class per identity
     trained on.
     """
+    run_dir.prepare(loop_config.train_dir, TOOL, MODEL_CONFIG_FILE)  # before any work
     if recipe.eval_every:
         train_samples, held_out = validation.split_samples(record.train, seed)
         record = dataclasses.replace(record, train=train_samples)
@@ -144,15 +148,13 @@ def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strate
 
 
 def restore_model(checkpoint: str) -> tuple[keras.Model, ModelConfig, str]:
-    """The trained baseline from a training directory (its latest checkpoint) or a checkpoint prefix.
+    """The trained baseline from a training directory (its newest readable checkpoint) or a checkpoint prefix.
 
     Returns (model, config, checkpoint path). The model configuration is read from the training directory's
-    MODEL_CONFIG_FILE; a checkpoint that does not fit it is an error naming both.
+    MODEL_CONFIG_FILE; a checkpoint that does not fit it is an error naming both; an unreadable one is an
+    `engine.run_dir.CorruptCheckpointError` naming its file.
     """
-    directory = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
-    path = tf.train.latest_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
-    if path is None or not tf.io.gfile.exists(path + ".index"):
-        raise FileNotFoundError(f"--checkpoint={checkpoint}: no checkpoint found")
+    directory, path = run_dir.resolve(checkpoint)
     config = load_model_config(directory)
     model = build_baseline(config)
     try:

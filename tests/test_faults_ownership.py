@@ -69,6 +69,20 @@ def test_acp_train_refuses_another_tools_training_folder_before_writing(tmp_path
         assert listing(folder) == before  # no acp_config.json, no sequence_pools.npz
 
 
+def test_baseline_train_refuses_another_tools_training_folder_before_writing(tmp_path):
+    from engine.train_loop import LoopConfig
+    from features.head import ModelConfig
+    from features.recipe import Recipe
+    from features.training import train
+
+    acp_dir = tmp_path / "acp_run"
+    run_dir.claim(str(acp_dir), "acp-train")
+    before = listing(str(acp_dir))
+    with pytest.raises(run_dir.OwnershipError, match="acp_run is a folder of acp-train, not of acp-baseline-train"):
+        train(None, ModelConfig(num_classes=2), Recipe(), LoopConfig(str(acp_dir), 1), None)
+    assert listing(str(acp_dir)) == before  # no baseline_config.json
+
+
 def test_kvmmn_train_refuses_a_users_folder_before_writing(user_folder):
     from kvmmn.training import TrainConfig, train
 
@@ -81,12 +95,11 @@ def test_exports_are_new_complete_versions_and_never_go_into_a_users_folder(tmp_
     from kvmmn.model import KVMMN, KVMMNConfig
     from kvmmn.serving import export_saved_model
 
-    with pytest.raises(run_dir.OwnershipError, match="did not create"):
-        export_saved_model(None, user_folder)  # refused before the model is even looked at
-    assert listing(user_folder) == ["notes.txt"]
-
     model = KVMMN(KVMMNConfig(backbone="tiny", image_size=(32, 16), feature_dim=8, num_heads=2, key_dim=4,
                               value_dim=4, score_hidden_units=8))
+    with pytest.raises(run_dir.OwnershipError, match="did not create"):
+        export_saved_model(model, user_folder)
+    assert listing(user_folder) == ["notes.txt"]
     export_dir = tmp_path / "exports"
     run_dir.claim(str(export_dir), "kvmmn-export")  # an earlier export began here and was killed mid-write:
     killed = export_dir / f"1.tmp-{2 ** 22 + 7}"  # its temporary (its pid long gone)
