@@ -1,7 +1,9 @@
 """Extraction: the feature file (`features.feature_file` schema) of a trained baseline for a dataset's train, query
 and gallery images (the library of `acp-extract`, `features.cli.extract`).
 
-Per image: the BNNeck embedding and the pooled C3/C4/C5 (f3, f4, f5), with pid, camid, split and path. Images are
+Per image: the BNNeck embedding and the pooled C3/C4/C5 (f3, f4, f5), with pid, camid (`feature_file.NO_LABEL` for
+an image without labels: a folder of crops, `data.image_lists`), split and the image's absolute path (a relative
+one would name another file, or none, once the feature file is read from another folder). Images are
 embedded `chunk_size` at a time into `<output>.parts/`; a killed run started again skips the chunks already on disk;
 the chunks are then streamed into the output, so a 100K-image set never has all its features in memory.
 """
@@ -51,10 +53,14 @@ def extract(model, model_config: ModelConfig, record, output: str, *, checkpoint
     progress = ProgressBar(-(-len(rows) // chunk_size), enabled=show_progress)
 
     def compute(chunk):
-        samples = [sample for sample, _ in chunk]
+        # An unlabelled sample (pid and camid None) is NO_LABEL in the pipeline's label tensors and in the file.
+        samples = [sample if sample.pid is not None else sample._replace(pid=feature_file.NO_LABEL,
+                                                                          camid=feature_file.NO_LABEL)
+                   for sample, _ in chunk]
         arrays = embed(forward, samples, model_config.image_size, batch_size)
         return feature_file.FeatureSet(**arrays, pid=[s.pid for s in samples], camid=[s.camid for s in samples],
-                                   split=[code for _, code in chunk], path=np.array([s.path for s in samples]))
+                                       split=[code for _, code in chunk],
+                                       path=np.array([os.path.abspath(s.path) for s in samples]))
 
     plan = {"dataset": record.name, "split": record.split, "checkpoint": os.path.abspath(checkpoint) if checkpoint
             else "", "image_size": list(model_config.image_size)}

@@ -8,10 +8,10 @@ Schema, format version 1 (a NumPy `.npz`, uncompressed; N images of one dataset 
 | `dataset`   | str, scalar       | the dataset's registry name (`data.datasets.names()`), "" if unknown |
 | `source`    | str, scalar       | what produced the file (e.g. "acp-extract ckpt-1200", "import pytorch_result.mat") |
 | `embedding` | float32, [N, D]   | the retrieval feature; for our baseline the BNNeck output (post-BN), as BoT tests |
-| `pid`       | int64, [N]        | identity: train ids relabelled 0..P-1, query/gallery ids original, distractors 0 |
-| `camid`     | int64, [N]        | camera id |
+| `pid`       | int64, [N]        | identity: train ids relabelled 0..P-1, query/gallery ids original, distractors 0; `NO_LABEL` (-1) for an image without labels (search mode) |
+| `camid`     | int64, [N]        | camera id; `NO_LABEL` exactly where pid is |
 | `split`     | int8, [N]         | 0 train, 1 query, 2 gallery (`SPLIT_CODES`) |
-| `path`      | str, [N]          | image path ("" when the source had none, e.g. an imported .mat) |
+| `path`      | str, [N]          | absolute image path (`acp-extract`), so the file names its images wherever it is read; "" when the source had none (imported arrays) |
 | `f3`,`f4`,`f5` | float32, [N,512], [N,1024], [N,2048] | optional group, all three or none: the global-average-pooled C3, C4, C5 of ResNet-50 that ACP's multi-block feature fusion reads (ACP Sec. III-B1, Eq. 2) |
 
 All arrays hold finite values. `load_features` checks every rule and raises `FeatureFileError` naming the file
@@ -31,7 +31,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from engine import atomic
+
 FORMAT_VERSION = 1
+NO_LABEL = -1  # pid and camid of an image without labels (search mode: a folder of crops, an unlabelled list)
 SPLIT_CODES = {"train": 0, "query": 1, "gallery": 2}
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
 MULTI_BLOCK_WIDTHS = {"f3": 512, "f4": 1024, "f5": 2048}
@@ -131,6 +134,10 @@ class FeatureSet:
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise FeatureFileError(f"{origin}: field '{name}' has {len(value)} rows but 'embedding' has {n}")
+        half = (self.pid == NO_LABEL) != (self.camid == NO_LABEL)
+        if half.any():
+            raise FeatureFileError(f"{origin}: row {int(np.argmax(half))} has a pid or a camid of {NO_LABEL} (no "
+                                   "label) but not both; an image has both labels or neither")
         self.dataset, self.source = str(self.dataset), str(self.source)
 
     def __len__(self) -> int:
@@ -147,6 +154,11 @@ class FeatureSet:
             raise FeatureFileError(f"{self.origin}: no multi-block features (f3, f4, f5); extract them with "
                                    "acp-extract, or use ACP without multi-block fusion")
         return self.f3, self.f4, self.f5
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every row has a pid and a camid (none is `NO_LABEL`): what evaluation needs."""
+        return not (self.pid == NO_LABEL).any()
 
     @property
     def dim(self) -> int:
@@ -206,13 +218,10 @@ def _meta_arrays(dataset: str, source: str) -> dict[str, np.ndarray]:
 
 
 def save_features(file_path: str, features: FeatureSet) -> str:
-    """Write `features` to `file_path` (.npz; written to a temporary name, then renamed). Returns the path."""
-    directory = os.path.dirname(os.path.abspath(file_path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{file_path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **features.arrays(), **_meta_arrays(features.dataset, features.source))
-    os.replace(temporary, file_path)
+    """Write `features` to `file_path` (.npz; atomically, `engine.atomic`). Returns the path."""
+    with atomic.atomic_path(file_path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **features.arrays(), **_meta_arrays(features.dataset, features.source))
     return file_path
 
 
@@ -294,10 +303,7 @@ class ChunkedFeatureWriter:
                 raise FeatureFileError(f"{self.parts_dir}: holds chunks of another job (differs in {changed}); "
                                        "delete it or rerun with --overwrite")
         else:
-            os.makedirs(self.parts_dir, exist_ok=True)
-            with open(manifest + ".tmp", "w") as handle:
-                json.dump(self.plan, handle, indent=1, sort_keys=True)
-            os.replace(manifest + ".tmp", manifest)
+            atomic.write_text(manifest, json.dumps(self.plan, indent=1, sort_keys=True))
 
     @property
     def num_chunks(self) -> int:
@@ -350,14 +356,13 @@ class ChunkedFeatureWriter:
                 with np.load(self.chunk_path(index), allow_pickle=False) as archive:
                     yield archive[name]
 
-        temporary = f"{self.output}.tmp-{os.getpid()}"
         meta = _meta_arrays(dataset, source)
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with atomic.atomic_path(self.output) as temporary, \
+                zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, (shape, dtype) in layout.items():
                 _write_member(archive, name, shape, dtype, pieces(name))
             for name, value in meta.items():
                 _write_member(archive, name, (), value.dtype, [value])
-        os.replace(temporary, self.output)
         if not keep_parts:
             shutil.rmtree(self.parts_dir)
         return self.output

@@ -13,10 +13,11 @@ Two sources:
   read with scipy, v7.3 files (HDF5) with h5py; v7.3 stores matrices column-major, so an N x D matrix appears as
   D x N and is transposed back (the label count decides when the shape is ambiguous).
 - plain arrays: features, pids and camids per split, each a `.npy`, a `.npz` member (`file.npz:key`), or a
-  `.txt` / `.csv` column.
+  `.txt` / `.csv` column. Query and gallery may come without pids and camids (search mode: their rows get
+  `feature_file.NO_LABEL`, and `acp-rerank` ranks them without evaluating); training rows need both.
 
-Junk images (pid -1, Market-1501's convention, kept by layumi's script) are dropped, as the dataset readers of
-`data.datasets` do: the evaluation protocols ignore them anyway. Imported files have no image paths (`path` is
+Junk images (given pid -1, Market-1501's convention, kept by layumi's script) are dropped, as the dataset readers
+of `data.datasets` do: the evaluation protocols ignore them anyway. Imported files have no image paths (`path` is
 "") and no multi-block features, so ACP runs on them without multi-block fusion.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import numpy as np
 from absl import logging
 
-from features.feature_file import SPLIT_CODES, FeatureFileError, FeatureSet, concatenate
+from features.feature_file import NO_LABEL, SPLIT_CODES, FeatureFileError, FeatureSet, concatenate
 
 MAT_SPLITS = ("train", "query", "gallery")
 JUNK_PID = -1
@@ -35,14 +36,19 @@ ARRAY_NAMES = tuple(f"{split}_{kind}" for split in MAT_SPLITS for kind in ("feat
 
 
 def _split_rows(features, pids, camids, split: str, origin: str, dataset: str, source: str) -> FeatureSet:
-    features, pids, camids = np.asarray(features), np.ravel(pids), np.ravel(camids)
+    """The rows of one split; without pids and camids (both None) every row is `NO_LABEL`."""
+    features = np.asarray(features)
+    labelled = pids is not None
+    if not labelled:
+        pids = camids = np.full(len(features), NO_LABEL, np.int64)
+    pids, camids = np.ravel(pids), np.ravel(camids)
     for field, values in ((f"{split} pids", pids), (f"{split} camids", camids)):
         if len(values) != len(features):
             raise FeatureFileError(f"{origin}: {field} has {len(values)} entries but {split} features have "
                                    f"{len(features)} rows")
     if features.ndim != 2:
         raise FeatureFileError(f"{origin}: {split} features must be 2-D [N, D], got shape {features.shape}")
-    keep = pids != JUNK_PID
+    keep = pids != JUNK_PID if labelled else np.ones(len(pids), bool)
     if not keep.all():
         logging.info("%s: dropped %d junk %s images (pid -1)", origin, int((~keep).sum()), split)
     n = int(keep.sum())
@@ -51,18 +57,26 @@ def _split_rows(features, pids, camids, split: str, origin: str, dataset: str, s
                       origin=f"{origin} [{split}]")
 
 
-def import_arrays(query_features, query_pids, query_camids, gallery_features, gallery_pids, gallery_camids,
-                  train_features=None, train_pids=None, train_camids=None, dataset: str = "",
+def import_arrays(query_features=None, query_pids=None, query_camids=None, gallery_features=None, gallery_pids=None,
+                  gallery_camids=None, train_features=None, train_pids=None, train_camids=None, dataset: str = "",
                   source: str = "import numpy arrays", origin: str = "<arrays>") -> FeatureSet:
-    """One FeatureSet from per-split arrays (train optional); FeatureFileError naming the mismatched field."""
+    """One FeatureSet from per-split arrays (train optional; query and gallery without pids and camids are
+    unlabelled, see the module docstring); FeatureFileError naming the missing or mismatched field."""
     given = {"train": (train_features, train_pids, train_camids), "query": (query_features, query_pids, query_camids),
              "gallery": (gallery_features, gallery_pids, gallery_camids)}
     parts = []
     for split, arrays in given.items():
-        if all(a is None for a in arrays):
+        features, pids, camids = arrays
+        if split == "train" and all(a is None for a in arrays):
             continue
-        if any(a is None for a in arrays):
-            raise FeatureFileError(f"{origin}: {split} needs features, pids and camids together")
+        if features is None:
+            raise FeatureFileError(f"{origin}: {split} features are missing")
+        if (pids is None) != (camids is None):
+            has, lacks = ("pids", "camids") if camids is None else ("camids", "pids")
+            raise FeatureFileError(f"{origin}: {split} {has} without {split} {lacks}; give both or, for "
+                                   "images without labels, neither")
+        if split == "train" and pids is None:
+            raise FeatureFileError(f"{origin}: train features need train pids and camids (ACP trains on labels)")
         parts.append(_split_rows(*arrays, split, origin, dataset, source))
     dims = {part.origin: part.dim for part in parts}
     if len(set(dims.values())) > 1:

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from absl import flags
 
+from engine import cli
 from features import feature_file as feature_files
 from features import importers
 from features.cli import import_features
@@ -242,11 +242,37 @@ def test_import_command_line(tmp_path):
     arrays = layumi_arrays(seed=4)
     scipy.io.savemat(tmp_path / "pytorch_result.mat", arrays)
     output = tmp_path / "imported.npz"
-    fv = flags.FLAGS
-    fv(["acp-import-features", f"--input={tmp_path / 'pytorch_result.mat'}", f"--output={output}",
+    fv = import_features.FLAGS
+    cli.parse(fv, ["acp-import-features", f"--input={tmp_path / 'pytorch_result.mat'}", f"--output={output}",
         "--dataset=market1501"])
     try:
         import_features.main([])
     finally:
         fv.unparse_flags()
     check_layumi_import(feature_files.load_features(str(output)), arrays)
+
+
+def test_import_without_labels_is_search_mode(tmp_path):
+    """Features alone (no pids, no camids) import as unlabelled query and gallery rows (acp-import-features passes
+    only the arrays given, which was a TypeError traceback before)."""
+    arrays = layumi_arrays(seed=5)
+    np.save(tmp_path / "q.npy", arrays["query_f"])
+    np.save(tmp_path / "g.npy", arrays["gallery_f"])
+    given = {"query_features": str(tmp_path / "q.npy"), "gallery_features": str(tmp_path / "g.npy")}
+    loaded = importers.import_arrays(**{name: importers.load_array(spec, name) for name, spec in given.items()})
+    imported = feature_files.load_features(feature_files.save_features(str(tmp_path / "search.npz"), loaded))
+    assert not imported.labelled and len(imported.query) == 5 and len(imported.gallery) == 9
+    assert (imported.pid == feature_files.NO_LABEL).all() and (imported.camid == feature_files.NO_LABEL).all()
+    np.testing.assert_array_equal(imported.query.embedding, arrays["query_f"])  # nothing dropped as junk
+    # labelled queries beside an unlabelled gallery: each split as given; the set is not labelled throughout
+    mixed = importers.import_arrays(arrays["query_f"], arrays["query_label"], arrays["query_cam"], arrays["gallery_f"])
+    assert mixed.query.labelled and not mixed.gallery.labelled and not mixed.labelled
+    with pytest.raises(FeatureFileError, match="query pids without query camids; give both or"):
+        importers.import_arrays(arrays["query_f"], arrays["query_label"], None, arrays["gallery_f"])
+    with pytest.raises(FeatureFileError, match="gallery features are missing"):
+        importers.import_arrays(arrays["query_f"])
+    with pytest.raises(FeatureFileError, match="train features need train pids and camids"):
+        importers.import_arrays(arrays["query_f"], gallery_features=arrays["gallery_f"],
+                                train_features=arrays["gallery_f"])
+    with pytest.raises(FeatureFileError, match="row 1 has a pid or a camid of -1 .* but not both"):
+        FeatureSet(embedding=np.zeros((2, 3)), pid=[3, -1], camid=[0, 2], split=[1, 2])
