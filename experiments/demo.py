@@ -133,14 +133,19 @@ def pick_queries(num_queries: int, count: int, seed: int) -> list[int]:
 
 def rerank_pictures(query, gallery, protocol: str, rankings: dict, queries, output_dir: str) -> list[str]:
     """One PNG per query row in `queries`: the query, then each ranking's top-10 gallery images as the evaluation
-    sees them (same identity and camera removed), framed green (match) or red.
+    sees them (same identity and camera removed), framed green (match) or red; drawn as `reid-visrank` draws a
+    ranking file (`rerank.rankings`).
 
     query, gallery: feature-file rows (`path`, `pid`, `camid` arrays); rankings: {title: [Q, G] distances}."""
     from experiments.plots import ranked_lists
+    from rerank.rankings import from_top
 
-    tops = {title: evaluation.ranked_top_k(distances, TOP_K, query.pid, gallery.pid, query.camid, gallery.camid,
-                                           protocol) for title, distances in rankings.items()}
-    return ranked_lists.draw_queries(query.path, gallery.path, tops, queries, output_dir, query.pid, gallery.pid)
+    ranked = {}
+    for title, distances in rankings.items():
+        top = evaluation.ranked_top_k(distances, TOP_K, query.pid, gallery.pid, query.camid, gallery.camid, protocol)
+        ranked[title] = from_top(top, np.take_along_axis(np.asarray(distances), np.maximum(top, 0), axis=1),
+                                 query.path, gallery.path, query.pid, query.camid, gallery.pid, gallery.camid)
+    return ranked_lists.draw_rankings(ranked, queries, output_dir, TOP_K)
 
 
 def co_attention_picture(model, record, output_dir: str, seed: int) -> str:

@@ -8,7 +8,8 @@ Drawn with OpenCV (a core dependency), so it needs neither matplotlib nor a disp
                       "query_0.png")
 
 `matches` is a list of booleans (one per gallery image) or None for an unlabelled search (grey frames).
-`draw_queries` draws one such PNG per chosen query from ranked index lists (the demo and `reid-visrank` use it).
+`draw_rankings` draws one such PNG per chosen query from `rerank.rankings.Ranking`s, the ranking files of
+`acp-rerank --top_list` read back (the demo and `reid-visrank` use it).
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import os
 import cv2
 import numpy as np
 
+from data.evaluation import drop_ignored
 from data.pipeline import read_image
 from engine.atomic import atomic_path
+from rerank import rankings
 
 TILE = (128, 64)  # (height, width) of every drawn image: Market-1501's crop size
 FRAME = 4  # frame width in pixels
@@ -84,27 +87,69 @@ def draw(query_path: str, rows, output: str, query_title: str = "query") -> str:
     return output
 
 
-def draw_queries(query_paths, gallery_paths, rankings: dict, queries, output_dir: str, query_pids=None,
-                 gallery_pids=None) -> list[str]:
-    """One PNG per query row in `queries` (`<output_dir>/query_<row>.png`): the query, then one row per ranking.
+def shown(ranking, row: int, num_shown: int) -> np.ndarray:
+    """The item columns of query position `row` of a `rerank.rankings.Ranking` to draw: its first `num_shown`,
+    after leaving out, when labelled, the items of the query's identity seen by the query's camera (the Market-1501
+    protocol ignores them, `data.evaluation.drop_ignored`)."""
+    columns = ranking.items(row)
+    if ranking.labelled:
+        columns = drop_ignored(columns, ranking.query_pid[row], ranking.query_camid[row], ranking.gallery_pid[row],
+                               ranking.gallery_camid[row])
+    return columns[:num_shown]
+
+
+def draw_rankings(ranked: dict, queries, output_dir: str, num_shown: int = 10) -> list[str]:
+    """One PNG per query in `queries` (`<output_dir>/query_<query>.png`): the query, then one row per ranking.
 
     Args:
-      query_paths, gallery_paths: image paths of the query and gallery rows.
-      rankings: {title: [Q, k] gallery indices in rank order, -1 for padding} (e.g. before / after re-ranking).
-      queries: the query rows to draw.
-      query_pids, gallery_pids: labels; with both, each gallery image is framed green (the query's identity) or red.
+      ranked: {title: `rerank.rankings.Ranking`} (e.g. before / after re-ranking), all of the same queries.
+      queries: the `query` numbers to draw (a ranking's `query` field).
+      num_shown: gallery images per row (see `shown`).
+    Frames are green (the query's identity) or red when every ranking is labelled, grey otherwise.
     Returns the paths written.
     """
-    labelled = query_pids is not None and gallery_pids is not None
-    gallery_paths = np.asarray(gallery_paths)
+    labelled = all(ranking.labelled for ranking in ranked.values())
+    matches = {title: ranking.matches() for title, ranking in ranked.items()}
     written = []
-    for q in queries:
-        lists = []
-        for title, indices in rankings.items():
-            kept = np.asarray(indices[q])
-            kept = kept[kept >= 0]
-            matches = list(np.asarray(gallery_pids)[kept] == query_pids[q]) if labelled else None
-            lists.append((title, [str(p) for p in gallery_paths[kept]], matches))
-        output = os.path.join(output_dir, f"query_{int(q):05d}.png")
-        written.append(draw(str(query_paths[q]), lists, output, query_title=f"query {int(q)}"))
+    for number in queries:
+        lists, query_path = [], None
+        for title, ranking in ranked.items():
+            (row,) = np.flatnonzero(ranking.query == number)
+            columns = shown(ranking, row, num_shown)
+            lists.append((title, [str(p) for p in ranking.gallery_path[row, columns]],
+                          list(matches[title][row, columns]) if labelled else None))
+            query_path = str(ranking.query_path[row])
+        output = os.path.join(output_dir, f"query_{int(number):05d}.png")
+        written.append(draw(query_path, lists, output, query_title=f"query {int(number)}"))
     return written
+
+
+def draw_top_lists(paths, titles, output_dir: str, queries=(), num_queries: int = 5, num_shown: int = 10,
+                   seed: int = 0) -> list[str]:
+    """What `reid-visrank` draws: `draw_rankings` of one or two ranking files (`rerank.rankings`, .json, .csv or
+    .npz), titled `titles` (default: the file names), for the `queries` given or `num_queries` drawn with `seed`.
+    Returns the PNGs' paths; ValueError naming the flag or the file on unusable input."""
+    if not 1 <= len(paths) <= 2:
+        raise ValueError(f"--top_lists: give one or two files, got {len(paths)}")
+    titles = list(titles) or [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(titles) != len(paths):
+        raise ValueError(f"--titles: {len(titles)} titles for {len(paths)} ranking files")
+    if len(set(titles)) != len(titles):
+        raise ValueError(f"--titles: {titles} repeat a title; each row needs its own")
+    loaded = [rankings.read(p) for p in paths]
+    first = loaded[0]
+    for path, ranking in zip(paths[1:], loaded[1:]):
+        if not (np.array_equal(ranking.query, first.query) and np.array_equal(ranking.query_path, first.query_path)):
+            raise ValueError(f"{path} ranks other queries than {paths[0]}")
+    if queries:
+        try:
+            queries = [int(q) for q in queries]
+        except ValueError:
+            raise ValueError(f"--queries {list(queries)}: give query numbers (integers)") from None
+        bad = [q for q in queries if q not in set(first.query.tolist())]
+        if bad:
+            raise ValueError(f"--queries {bad}: not among the {len(first)} queries of {paths[0]}")
+    else:
+        chosen = np.random.default_rng(seed).choice(len(first), min(num_queries, len(first)), replace=False)
+        queries = sorted(int(first.query[row]) for row in chosen)
+    return draw_rankings(dict(zip(titles, loaded)), queries, output_dir, num_shown)
