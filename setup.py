@@ -3,19 +3,19 @@ from setuptools import find_packages, setup
 
 CONSOLE_SCRIPTS = [
     "reid-demo = experiments.demo:run",
-    "reid-synthetic = data.synthetic.__main__:run",
+    "reid-synthetic = data.cli.synthetic:run",
     "reid-benchmarks = benchmarks.run:run",
     "reid-experiments = experiments.run:run",
     "reid-figures = experiments.figures:run",
     "reid-visrank = experiments.visrank:run",
-    "kvmmn-train = kvmmn.train:run",
-    "kvmmn-eval = kvmmn.evaluate:run",
-    "kvmmn-export = kvmmn.export:run",
+    "kvmmn-train = kvmmn.cli.train:run",
+    "kvmmn-eval = kvmmn.cli.evaluate:run",
+    "kvmmn-export = kvmmn.cli.export:run",
     "acp-baseline-train = features.cli.train_baseline:run",
     "acp-extract = features.cli.extract:run",
     "acp-import-features = features.cli.import_features:run",
-    "acp-params = acp.params:run",
-    "acp-train = acp.train:run",
+    "acp-params = acp.cli.params:run",
+    "acp-train = acp.cli.train:run",
     "acp-rerank = acp.rerank_cli:run",
 ]
 

@@ -1,7 +1,7 @@
-"""Analytic parameter and MACC counts of ACP (Table III), and the `acp-params` binary that prints them.
+"""Analytic parameter and MACC counts of ACP (Table III); the `acp-params` binary (`acp.cli.params`) prints them.
 
-    python -m acp.params --preset=basic --k1=25
-    python -m acp.params --preset=xl --k1=50 --k2=6 --override=memory_size=4
+    acp-params --preset=basic --k1=25
+    acp-params --preset=xl --k1=50 --k2=6 --override=memory_size=4
 
 Parameters are counted as the built Keras model holds them (`count_params(config).trainable` equals the sum of
 its trainable weights, `.total` its `count_params()`, which adds the batch-norm moving statistics).
@@ -15,25 +15,13 @@ Table VII's, and k2 moves the Basic total by 0.14M per unit (0.14%).
 """
 import dataclasses
 
-from absl import app
-from absl import flags
-
 from acp import model as acp_model
-from engine.flags import declare_once
 
 # Table III: parameters, and MACCs by k1.
 TABLE_III = {
     "basic": {"params": 4.61e6, "maccs": {25: 0.10e9, 50: 0.19e9}},
     "xl": {"params": 62.48e6, "maccs": {25: 1.26e9, 50: 2.40e9}},
 }
-
-FLAGS = flags.FLAGS
-# declare_once: this module is also imported as a library beside binaries that share these flag names.
-declare_once(flags.DEFINE_enum, "preset", "basic", "ACP preset of Table II.", enum_values=sorted(acp_model.PRESETS))
-declare_once(flags.DEFINE_integer, "k1", 25, "Length of the neighbour sequence (probe included).", lower_bound=1)
-declare_once(flags.DEFINE_integer, "k2", 6, "Length of the refinement sequence (clipped to k1).", lower_bound=1)
-declare_once(flags.DEFINE_multi_string, "override", [], "ACPConfig field as NAME=VALUE, repeatable, e.g. "
-             "num_layers=2, use_memory=false, block_dims=256:512:1024.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,21 +122,3 @@ def format_report(config, k1, k2, preset=None):
             reference += f", {paper['maccs'][k1] / 1e9:.2f}G MACCs at k1={k1}"
         lines.append(reference)
     return "\n".join(lines)
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        config = acp_model.make_config(FLAGS.preset, **acp_model.parse_overrides(FLAGS.override))
-    except ValueError as error:
-        raise app.UsageError(f"--override: {error}") from None
-    print(format_report(config, FLAGS.k1, FLAGS.k2, preset=FLAGS.preset))
-
-
-def run():
-    app.run(main)
-
-
-if __name__ == "__main__":
-    app.run(main)

@@ -673,15 +673,18 @@ def reader_option_types(dataset: str) -> tuple[dict[str, Any], bool]:
     signature; None types are inferred by `parse_value`."""
     from data import datasets
 
-    load = datasets._module(dataset).load  # the registry's reader (built-in module or registered object)
+    reader = datasets._module(dataset)  # the registry's reader (built-in module or registered object)
+    load = reader.load
     try:
         hints = typing.get_type_hints(load)
     except Exception:  # a user's reader with unresolvable annotations: infer every value
         hints = {}
     kinds, open_ended = {}, False
+    if dataclasses.is_dataclass(getattr(reader, "OPTIONS", None)):  # a reader whose **params are a dataclass's
+        kinds.update(config_field_types(reader.OPTIONS))
     for index, parameter in enumerate(inspect.signature(load).parameters.values()):
         if parameter.kind is parameter.VAR_KEYWORD:
-            open_ended = True
+            open_ended = not dataclasses.is_dataclass(getattr(reader, "OPTIONS", None))
         elif index >= 2 and parameter.kind is not parameter.VAR_POSITIONAL:  # after root and split
             kinds[parameter.name] = hints.get(parameter.name) or (
                 type(parameter.default) if parameter.default not in (None, inspect.Parameter.empty) else None)

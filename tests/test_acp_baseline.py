@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 
 from data import datasets, pipeline
 from features import feature_file
@@ -160,9 +159,10 @@ def test_schedule_warms_up_then_decays():
     np.testing.assert_allclose(values, [0.1, 0.55, 1.0, 1.0, 0.1, 0.01], rtol=1e-5)
 
 
-def parse(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(argv)
+def parse(fv, argv):
+    from engine import cli
+
+    cli.parse(fv, argv)
 
 
 def test_train_extract_chain_on_synthetic_data(tiny_root, tmp_path):
@@ -172,7 +172,7 @@ def test_train_extract_chain_on_synthetic_data(tiny_root, tmp_path):
     train_dir = tmp_path / "baseline"
     data = ["--dataset=synthetic", f"--data_root={tiny_root}", "--split="]
     try:
-        parse(["acp-baseline-train", *data, f"--train_dir={train_dir}", "--blocks=1,1,1,1",
+        parse(train_baseline.FLAGS, ["acp-baseline-train", *data, f"--train_dir={train_dir}", "--blocks=1,1,1,1",
                "--image_height=64", "--image_width=32", "--num_identities=4", "--num_instances=2",
                "--strategy=one_device", "--max_steps=3", "--checkpoint_every=3", "--log_every=1", "--epochs=1",
                "--warmup_epochs=0", "--decay_epochs=", "--learning_rate=3.5e-4", "--depth=50", "--last_stride=1",
@@ -180,7 +180,7 @@ def test_train_extract_chain_on_synthetic_data(tiny_root, tmp_path):
                "--random_erasing", "--seed=0", "--mixed_precision=float32", "--noxla"])
         train_baseline.main([])
     finally:
-        flags.FLAGS.unparse_flags()
+        train_baseline.FLAGS.unparse_flags()
     assert tf.train.latest_checkpoint(str(train_dir)).endswith("ckpt-3")
     config = baseline_training.load_model_config(str(train_dir))
     assert config.num_classes == tiny_record.num_train_pids and config.blocks == TINY
@@ -190,11 +190,11 @@ def test_train_extract_chain_on_synthetic_data(tiny_root, tmp_path):
 
     output = tmp_path / "features" / "synthetic.npz"
     try:
-        parse(["acp-extract", *data, f"--checkpoint={train_dir}", f"--output={output}", "--chunk_size=16",
+        parse(extract.FLAGS, ["acp-extract", *data, f"--checkpoint={train_dir}", f"--output={output}", "--chunk_size=16",
                "--batch_size=8", "--subsets=train,query,gallery", "--nooverwrite"])
         extract.main([])
     finally:
-        flags.FLAGS.unparse_flags()
+        extract.FLAGS.unparse_flags()
     loaded = feature_file.load_features(str(output))
     assert len(loaded.train) == len(tiny_record.train) and len(loaded.query) == len(tiny_record.query)
     assert len(loaded.gallery) == len(tiny_record.gallery) and loaded.has_multi_block

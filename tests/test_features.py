@@ -119,7 +119,8 @@ def test_chunked_write_resumes_after_a_kill_and_equals_a_one_shot_write(tmp_path
     with pytest.raises(Killed):
         feature_files.write_chunked(output, rows, lambda c: compute(c, fail_at=2), 5, plan)
     parts = sorted(os.listdir(output + ".parts"))
-    assert parts == ["chunk_00000.npz", "chunk_00001.npz", "manifest.json"] and not os.path.exists(output)
+    assert parts == [".reid-owned", "chunk_00000.npz", "chunk_00001.npz", "manifest.json"] \
+        and not os.path.exists(output)
     calls.clear()
     written = feature_files.write_chunked(output, rows, compute, 5, plan, dataset="synthetic", source="test")
     assert calls == [10, 15, 20]  # only the chunks that were not on disk

@@ -79,7 +79,7 @@ def test_eval_binary_writes_results_json(run, tmp_path):
     output = tmp_path / "results.json"
     flagfile = tmp_path / "eval.flags"
     flagfile.write_text(f"--checkpoint={train_dir}\n--shortlist=4\n--output={output}\n--progress=false\n")
-    done = subprocess.run([sys.executable, "-m", "kvmmn.evaluate", f"--flagfile={flagfile}"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "kvmmn.cli.evaluate", f"--flagfile={flagfile}"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(output.read_text())

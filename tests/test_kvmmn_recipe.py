@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 
 from data.pipeline import decode, resize
 from kvmmn import training
@@ -125,17 +124,14 @@ def test_augmentation_reaches_the_training_images_by_default(synthetic_root, tmp
 
 
 def test_kvmmn_train_flags_default_to_table_1_and_turn_off_for_noaug():
-    from kvmmn import train as kvmmn_train
+    from engine import cli
+    from kvmmn.cli import train as kvmmn_train
 
-    try:
-        for argv, expected in ((["--train_dir=x"], True),
-                               (["--train_dir=x", "--norandom_erasing", "--norandom_rotation"], False)):
-            flags.FLAGS.unparse_flags()
-            flags.FLAGS(["kvmmn-train", *argv])
-            config = kvmmn_train.config_from_flags()
-            assert config.random_erasing is expected and config.random_rotation is expected
-    finally:
-        flags.FLAGS.unparse_flags()
+    for argv, expected in ((["--train_dir=x"], True),
+                           (["--train_dir=x", "--norandom_erasing", "--norandom_rotation"], False)):
+        cli.parse(kvmmn_train.FLAGS, ["kvmmn-train", *argv])
+        config = kvmmn_train.config_from_flags()
+        assert config.random_erasing is expected and config.random_rotation is expected
 
 
 # ------------------------------------------------------------------------------------------------ batch norm

@@ -292,7 +292,7 @@ def test_train_binary_reads_a_flagfile(synthetic_root, tmp_path):
                         "--noposition_embedding\n--gallery_size=3\n--batch_size=2\n"
                         "--mining=rand\n--num_samples=0\n--max_steps=1\n--loss=pair\n" + options)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-m", "kvmmn.train", f"--flagfile={flagfile}"], cwd=repo,
+    done = subprocess.run([sys.executable, "-m", "kvmmn.cli.train", f"--flagfile={flagfile}"], cwd=repo,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     config = json.loads((train_dir / "kvmmn_config.json").read_text())["config"]

@@ -169,7 +169,7 @@ def test_default_root_depends_on_parameters():
 def test_command_line(tmp_path):
     root = tmp_path / "cli"
     result = subprocess.run(
-        [sys.executable, "-m", "data.synthetic", f"--root={root}", "--num_identities=4", "--group_size=2",
+        [sys.executable, "-m", "data.cli.synthetic", f"--root={root}", "--num_identities=4", "--group_size=2",
          "--num_cameras=4", "--max_images_per_camera=2", "--num_distractors=0", "--num_junk=0",
          "--height=32", "--width=16"],
         capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -18,6 +18,7 @@ from data.datasets import market1501, reid_layout
 from data.record import Record
 
 NAME = "synthetic"
+OPTIONS = synthetic.SyntheticConfig  # what **params of `load` are: --dataset_option types them (engine.cli)
 
 
 def load(root: str | None = None, split: str | None = None, *, overwrite: bool = False, progress: bool = True,

@@ -1,0 +1,7 @@
+"""The ACP binaries: acp-train (`train`), acp-rerank (`rerank`), acp-params (`params`).
+
+Importing this package loads TensorFlow without its C++ start-up noise (`engine.cli.quiet_tensorflow`) before a
+binary's module imports any library."""
+from engine import cli as _cli
+
+_cli.quiet_tensorflow()
