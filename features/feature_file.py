@@ -25,15 +25,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import zipfile
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from engine import atomic
+from engine import atomic, run_dir
 
 FORMAT_VERSION = 1
+PARTS_TOOL = "acp-extract"  # the owner named in a `<output>.parts` folder's marker (`engine.run_dir`)
 NO_LABEL = -1  # pid and camid of an image without labels (search mode: a folder of crops, an unlabelled list)
 SPLIT_CODES = {"train": 0, "query": 1, "gallery": 2}
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
@@ -282,6 +282,11 @@ class ChunkedFeatureWriter:
     identifies the job: dataset, checkpoint, the digest of the image list, chunk size). A new writer on the same
     output with the same plan continues where a killed one stopped; a different plan is refused (delete the parts
     directory or pass `overwrite=True`). `finalize()` streams the chunks into `output` and removes the parts.
+
+    The parts folder is the writer's own (`engine.run_dir`: marked `.reid-owned` by acp-extract): a user's folder
+    that happens to be named `<output>.parts` is refused, never written into nor deleted, `overwrite` included.
+    Both paths are checked before any chunk is computed (an `output` that is a folder is refused at once, not at
+    the final rename).
     """
 
     def __init__(self, output: str, num_rows: int, chunk_size: int, plan: dict, overwrite: bool = False):
@@ -289,12 +294,13 @@ class ChunkedFeatureWriter:
             raise FeatureFileError(f"{output}: nothing to write (0 rows)")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-        self.output, self.num_rows, self.chunk_size = output, num_rows, chunk_size
+        self.output, self.num_rows, self.chunk_size = run_dir.check_output_file(output), num_rows, chunk_size
         self.parts_dir = output + ".parts"
         self.plan = {**plan, "num_rows": num_rows, "chunk_size": chunk_size, "version": FORMAT_VERSION}
         manifest = os.path.join(self.parts_dir, "manifest.json")
         if overwrite:
-            shutil.rmtree(self.parts_dir, ignore_errors=True)
+            run_dir.remove_owned(self.parts_dir, PARTS_TOOL)
+        run_dir.claim(self.parts_dir, PARTS_TOOL, signature="manifest.json")  # ours, or from before the markers
         if os.path.exists(manifest):
             with open(manifest) as handle:
                 previous = json.load(handle)
@@ -364,7 +370,7 @@ class ChunkedFeatureWriter:
             for name, value in meta.items():
                 _write_member(archive, name, (), value.dtype, [value])
         if not keep_parts:
-            shutil.rmtree(self.parts_dir)
+            run_dir.remove_owned(self.parts_dir, PARTS_TOOL)
         return self.output
 
 

@@ -91,6 +91,40 @@ def test_kvmmn_train_refuses_a_users_folder_before_writing(user_folder):
     assert listing(user_folder) == ["notes.txt"]
 
 
+def test_extract_never_touches_a_users_parts_folder_and_refuses_a_folder_as_output(tmp_path):
+    from features import feature_file
+
+    rows = [(f"image{i}.jpg", 0) for i in range(4)]
+    computed = []
+
+    def compute(chunk):
+        computed.append(len(chunk))
+        return feature_file.FeatureSet(embedding=np.ones((len(chunk), 2), np.float32), pid=[1] * len(chunk),
+                                       camid=[0] * len(chunk), split=[0] * len(chunk))
+
+    mine = tmp_path / "mine.npz.parts"  # the user's own folder, named as acp-extract names its chunks' folder
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"photo")
+    for overwrite in (False, True):
+        with pytest.raises(run_dir.OwnershipError, match=r"mine\.npz\.parts (is a non-empty folder that acp-extract "
+                                                         r"did not create|was not created by acp-extract)"):
+            feature_file.write_chunked(str(tmp_path / "mine.npz"), rows, compute, 2, {}, overwrite=overwrite)
+    assert listing(str(mine)) == ["holiday.jpg"] and not (tmp_path / "mine.npz").exists()
+
+    folder = tmp_path / "features"  # --output naming an existing folder: refused before any chunk is computed
+    folder.mkdir()
+    with pytest.raises(run_dir.OwnershipError, match="is a folder"):
+        feature_file.write_chunked(str(folder), rows, compute, 2, {})
+    assert computed == [] and os.listdir(folder) == [] and not (tmp_path / "features.parts").exists()
+
+    output = str(tmp_path / "ours.npz")  # our own parts folder is resumed, overwritten and removed
+    with pytest.raises(ZeroDivisionError):
+        feature_file.write_chunked(output, rows, lambda chunk: compute(chunk) if computed else 1 / 0, 2, {})
+    assert run_dir.owner(output + ".parts") == feature_file.PARTS_TOOL
+    assert feature_file.write_chunked(output, rows, compute, 2, {}, overwrite=True) == output
+    assert len(feature_file.load_features(output)) == 4 and not os.path.exists(output + ".parts")
+
+
 def test_exports_are_new_complete_versions_and_never_go_into_a_users_folder(tmp_path, user_folder):
     from kvmmn.model import KVMMN, KVMMNConfig
     from kvmmn.serving import export_saved_model
