@@ -178,7 +178,8 @@ def _json_text(ranking: Ranking) -> str:
         items = []
         for rank, column in enumerate(ranking.items(row), start=1):
             item = {"rank": rank, "gallery": int(ranking.gallery[row, column]),
-                    "path": str(ranking.gallery_path[row, column]), "distance": _shortest(ranking.distance[row, column])}
+                    "path": str(ranking.gallery_path[row, column]),
+                    "distance": _shortest(ranking.distance[row, column])}
             if ranking.labelled:
                 item.update(pid=int(ranking.gallery_pid[row, column]), camid=int(ranking.gallery_camid[row, column]),
                             match=bool(matches[row, column]))

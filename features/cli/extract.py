@@ -7,11 +7,18 @@ and gallery images.
 Per image: the BNNeck embedding and the pooled C3/C4/C5 (f3, f4, f5), with pid, camid, split and path. Images are
 embedded --chunk_size at a time into `<output>.parts/`; a killed run started again skips the chunks already on disk;
 the chunks are then streamed into --output, so a 100K-image set never has all its features in memory.
+
+Your own images, without labels or a dataset layout (`data.image_lists`: a folder of crops, one image or a .csv
+list), instead of --dataset; their rows are unlabelled (search mode: `acp-rerank --top_list`):
+
+    acp-extract --checkpoint=runs/baseline_market --query_images=people_to_find/ --gallery_images=crops/ \
+        --output=features/crops.npz
 """
 from __future__ import annotations
 
 from absl import flags
 
+from data import image_lists
 from engine import cli
 from features import feature_file, training
 from features.extraction import extract
@@ -21,6 +28,10 @@ cli.define_dataset_flags(FLAGS)
 flags.DEFINE_string("checkpoint", None, "Training directory of acp-baseline-train (its latest checkpoint) or one "
                     "checkpoint prefix (.../ckpt-N).", flag_values=FLAGS)
 flags.DEFINE_string("output", None, "Feature file to write (.npz).", flag_values=FLAGS)
+flags.DEFINE_string("query_images", None, "Instead of --dataset: the query images, a folder (every image directly "
+                    "inside), one image or a .csv list (header path[,pid,camid]); no labels needed.", flag_values=FLAGS)
+flags.DEFINE_string("gallery_images", None, "Instead of --dataset: the gallery images, as --query_images.",
+                    flag_values=FLAGS)
 cli.define(FLAGS, "subsets", tuple[str, ...], tuple(feature_file.SPLIT_CODES),
            "Which of train, query, gallery to extract (comma list).")
 
@@ -41,14 +52,21 @@ def main(argv):
     del argv
     checkpoint = cli.require(FLAGS, "checkpoint", "an acp-baseline-train --train_dir or checkpoint prefix")
     output = cli.require(FLAGS, "output", "the feature file to write")
-    record = cli.load_dataset(FLAGS)  # reader errors before the model is built
+    images = {name: FLAGS[f"{name}_images"].value or "" for name in ("query", "gallery")}
+    if any(images.values()):
+        given = [f"--{name}" for name in ("dataset", "data_root", "split", "dataset_option") if FLAGS[name].present]
+        if given:
+            raise cli.UserError(f"--query_images / --gallery_images replace the dataset flags; drop {', '.join(given)}")
+        record = image_lists.image_record(**images)  # reader errors before the model is built
+    else:
+        record = cli.load_dataset(FLAGS)
     model, config, path = training.restore_model(checkpoint)
     subsets = list(dict.fromkeys(FLAGS["subsets"].value))
     written = extract(model, config, record, output, checkpoint=path, subsets=subsets,
                       batch_size=FLAGS["batch_size"].value, chunk_size=FLAGS["chunk_size"].value,
                       overwrite=FLAGS["overwrite"].value)
     counts = {name: len(getattr(record, name)) for name in subsets}
-    print(f"wrote {written}: {counts} images of {record.name}")
+    print(f"wrote {written}: {counts} images of {record.name or record.split}")
 
 
 def run():
