@@ -2,12 +2,12 @@
 from setuptools import find_packages, setup
 
 CONSOLE_SCRIPTS = [
-    "reid-demo = experiments.demo:run",
+    "reid-demo = experiments.cli.demo:run",
     "reid-synthetic = data.cli.synthetic:run",
     "reid-benchmarks = benchmarks.run:run",
-    "reid-experiments = experiments.run:run",
-    "reid-figures = experiments.figures:run",
-    "reid-visrank = experiments.visrank:run",
+    "reid-experiments = experiments.cli.run:run",
+    "reid-figures = experiments.cli.figures:run",
+    "reid-visrank = experiments.cli.visrank:run",
     "kvmmn-train = kvmmn.cli.train:run",
     "kvmmn-eval = kvmmn.cli.evaluate:run",
     "kvmmn-export = kvmmn.cli.export:run",

@@ -39,13 +39,13 @@ import json
 import os
 from typing import Mapping, NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from acp.losses import IGNORE_LABEL
 from engine import atomic
+from engine.progress import Progress
 from rerank.knn import METRICS, iter_distance_chunks
 
 DEFAULT_CHUNK_SIZE = 512
@@ -154,7 +154,7 @@ def mine_pools(embedding: np.ndarray, pids: np.ndarray, config: SequenceConfig =
         raise ValueError(f"training embedding row {int(np.argwhere(~np.isfinite(embedding))[0][0])} is not finite")
     k = capped_neighbours(config.num_neighbours, len(embedding))
     members, matches, counts = [], [], np.zeros(len(embedding), dtype=np.int64)
-    bar = keras.utils.Progbar(len(embedding), verbose=1 if verbose else 0, unit_name="probes")
+    bar = Progress(len(embedding), unit="probes", enabled=bool(verbose))
     for start, stop, block in iter_distance_chunks(embedding, embedding, config.metric, chunk_size):
         rows = np.arange(start, stop)
         _, top = tf.math.top_k(-tf.constant(block), k=k + 1, sorted=True)

@@ -5,11 +5,11 @@ benchmarks/results/inception_v1.<cpu|gpu>.{json,md} with the device in the metad
 
     python -m benchmarks.bench_inception_v1 --batch_size=32 --height=224 --width=112
 """
-import keras
 import tensorflow as tf
 from absl import app, flags
 
 from benchmarks import harness
+from engine.progress import Progress
 from kvmmn.inception_v1 import InceptionV1
 
 FLAGS = flags.FLAGS
@@ -35,7 +35,7 @@ def benchmark(batch_size, height, width, final_endpoint="Mixed_4f", modes=("grap
     gpus = tf.config.list_logical_devices("GPU")
     device = gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name
     rows = []
-    progress = keras.utils.Progbar(len(modes), unit_name="mode")
+    progress = Progress(len(modes), unit="mode")
     with tf.device(device):
         model = InceptionV1(final_endpoint, input_shape=(height, width, 3), seed=seed)
         images = tf.random.stateless_uniform((batch_size, height, width, 3), (seed, 0), -1.0, 1.0)

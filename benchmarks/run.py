@@ -1,7 +1,7 @@
-"""Run every benchmark (`benchmarks/bench_*.py`) with its own small default flags.
+"""reid-benchmarks: run every benchmark (`benchmarks/bench_*.py`) with its own small default flags.
 
-    python -m benchmarks.run                      # all of them
-    python -m benchmarks.run --only=evaluation    # a comma-separated subset, by topic (`bench_<topic>`)
+    reid-benchmarks                      # all of them (or python -m benchmarks.run)
+    reid-benchmarks --only=evaluation    # a comma-separated subset, by topic (`bench_<topic>`)
 
 Each benchmark runs in its own Python process: benchmarks declare absl flags at module top, which would collide
 if several were imported into one process, and a fresh process keeps one benchmark's memory out of the next one's
@@ -15,11 +15,14 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("only", [], "Topics to run (e.g. evaluation for bench_evaluation); all when empty.")
-flags.DEFINE_bool("keep_going", True, "Run the remaining benchmarks after one fails.")
+from engine import cli
+
+FLAGS = cli.new_flags()
+flags.DEFINE_list("only", [], "Topics to run (e.g. evaluation for bench_evaluation); all when empty.",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("keep_going", True, "Run the remaining benchmarks after one fails.", flag_values=FLAGS)
 
 PREFIX = "bench_"
 
@@ -52,23 +55,20 @@ def run_benchmark(topic: str) -> int:
 
 def main(argv):
     del argv
-    try:
-        topics = select(discover(), FLAGS.only)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    topics = select(discover(), FLAGS["only"].value)
     failed = []
     for topic in topics:
         if run_benchmark(topic) != 0:
             failed.append(topic)
-            if not FLAGS.keep_going:
+            if not FLAGS["keep_going"].value:
                 break
     if failed:
         raise SystemExit(f"benchmarks failed: {', '.join(failed)}")
 
 
 def run():
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import keras
 import numpy as np
+
+from engine.progress import Progress
 
 
 PROTOCOLS = ("market1501", "single_shot", "vehicleid")
@@ -168,7 +169,7 @@ def _kept_ranks(positions: np.ndarray, removed: np.ndarray | None) -> np.ndarray
 
 
 def _consume(acc: _Accumulator, chunks: Iterable[tuple[int, np.ndarray]], progress: bool) -> dict:
-    bar = keras.utils.Progbar(len(acc.q_pids), unit_name="query") if progress else None
+    bar = Progress(len(acc.q_pids), unit="query") if progress else None
     for start, block in chunks:
         acc.add(start, block)
         if bar is not None:

@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import cv2
-import keras
 import numpy as np
 
 from data import pipeline
+from engine.progress import Progress
 
 # Value range of each 8-bit channel in the order histograms are concatenated: OpenCV's hue spans 0..179.
 _CHANNEL_RANGES = np.array([180, 256, 256, 256, 256, 256])  # H, S, V, R, G, B
@@ -79,7 +79,7 @@ def histogram_features(paths: Sequence[str], num_stripes: int = 6, bins: int = 8
       DatasetError naming the file when an image cannot be read or decoded (`data.pipeline.read_image`, strict).
     """
     features = np.empty((len(paths), feature_dim(num_stripes, bins)), dtype=np.float32)
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
+    bar = Progress(len(paths), unit="image") if progress else None
     for i, path in enumerate(paths):
         # the pipeline's decoder: the same pixels as training sees, and a partly corrupt JPEG is an error
         features[i] = stripe_histograms(pipeline.read_image(path)[:, :, ::-1], num_stripes, bins, center_sigma,

@@ -9,16 +9,18 @@ Modules and their API
   `TF_CONFIG` (`StrategyError` naming the field when it is missing or malformed; `parse_tf_config(raw=None)`).
   `is_chief(strategy)`, `worker_id(strategy)`. Cross-replica batch norm is
   `keras.layers.BatchNormalization(synchronized=True)`; plain BN normalises each replica's share.
-`engine.flags`
-  `define_common_flags(**defaults)` declares --strategy, --mixed_precision (float32|mixed_float16|
-  mixed_bfloat16), --xla, --seed, --train_dir, --max_steps, --checkpoint_every, --log_every, --keep_checkpoints
-  (call at a binary's module top; defaults per binary, e.g. `define_common_flags(max_steps=250_000)`).
-  `define_dataset_flags(dataset="synthetic", data_root=None)` declares --dataset, --data_root, --split.
-  `declare_once(define, name, default, help_text, **kwargs)`: declare a flag unless some binary already did
-  (several binaries imported in one process, as in the test suite, then raise no DuplicateFlagError; the first
-  declaration's default wins) and list it in the calling binary's --help.
-  `setup_from_flags() -> strategy` (builds the strategy, seeds, sets the dtype policy; call first in main).
-  `loop_config_from_flags(**overrides) -> LoopConfig`.
+`engine.cli`
+  What every binary (`<package>/cli/<name>.py`) is made of; libraries declare no flag. `new_flags()` (the binary's
+  own absl FlagValues, with --debug and --verbose_tf); `define_config_flags(fv, Dataclass, help=, checks=, names=,
+  defaults=)` (one flag per field: the dataclass is the single source of name, type and default; `.build()`);
+  `define(fv, name, type, default, help, Check)`; `Check(min, max, ...)` ranges (floats always finite);
+  `parse_assignments(items, types_or_dataclass, flag)` (the one typed NAME=VALUE parser: --override, --param,
+  --dataset_option); `deprecated_alias(fv, old, new)`; flag sets `define_loop_flags(fv, **defaults)` (--strategy,
+  --mixed_precision, --seed and LoopConfig's fields), `setup_from_flags(fv) -> strategy`,
+  `loop_config_from_flags(fv)`, `define_dataset_flags(fv)` (--dataset checked against the registry, --data_root,
+  --split, --dataset_option typed by the reader), `load_dataset(fv)`; `run(main, fv, __doc__)` (the console-script
+  entry: --help lists the binary's own flags, user errors are one line `error: ...` with exit status 2, --debug
+  shows the traceback); `quiet_tensorflow()` (called by each `<package>/cli/__init__.py`).
 `engine.train_loop`
   `LoopConfig(train_dir, max_steps, checkpoint_every=1000, log_every=100, keep_checkpoints=3, xla=False,
   show_progress=True)`.
@@ -88,19 +90,25 @@ Modules and their API
 `engine.seed`
   `set_seed(seed, deterministic_ops=False)`: Python, NumPy, TensorFlow and Keras generators.
 `engine.progress`
-  `ProgressBar(target, initial=0)` with `update(step, values, force=False)`, `due()`; `format_duration(seconds)`.
+  `ProgressBar(target, initial=0)` with `update(step, values, force=False)`, `due()` (training loops);
+  `Progress(total, unit, enabled)` with `add(n)` / `update(done)` (counted work); both write plain lines without
+  carriage returns or ANSI codes when the stream is not a terminal; `format_duration(seconds)`.
 
 Typical binary
 --------------
-    engine_flags.define_common_flags(max_steps=10_000)
+    FLAGS = cli.new_flags()
+    cli.define_loop_flags(FLAGS, max_steps=10_000)
 
     def main(argv):
-        strategy = engine_flags.setup_from_flags()
+        strategy = cli.setup_from_flags(FLAGS)
         with strategy.scope():
             model = build_model(); model(tf.zeros(...))          # or a functional model
             optimizer = precision.wrap_optimizer(keras.optimizers.Adam(LinearWarmup(3.5e-4, 500)))
-        trainer = Trainer(strategy, model, optimizer, engine_flags.loop_config_from_flags(), loss_fn=my_loss)
-        trainer.fit(lambda start: my_dataset(start, FLAGS.max_steps))
+        trainer = Trainer(strategy, model, optimizer, cli.loop_config_from_flags(FLAGS), loss_fn=my_loss)
+        trainer.fit(lambda start: my_dataset(start, FLAGS["max_steps"].value))
+
+    def run():
+        cli.run(main, FLAGS, __doc__)
 """
 
 import data  # noqa: F401  (first: sets TensorFlow's load-time defaults before anything loads it)

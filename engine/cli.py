@@ -290,6 +290,13 @@ def new_flags() -> flags.FlagValues:
     return fv
 
 
+class CommaTuple(tuple):
+    """A tuple flag value that prints as it is typed ("224,112"), so flag errors quote the command line."""
+
+    def __str__(self):
+        return ",".join(map(str, self))
+
+
 class _TupleParser(flags.ArgumentParser):
     """Comma-separated values of one type ("224,112") as a tuple; a tuple or list default is kept as it is."""
 
@@ -298,9 +305,9 @@ class _TupleParser(flags.ArgumentParser):
 
     def parse(self, argument):
         if isinstance(argument, (tuple, list)):
-            return tuple(argument)
-        return parse_value(argument, tuple[self.element, ...] if self.length is None
-                           else tuple[(self.element,) * self.length])
+            return CommaTuple(argument)
+        return CommaTuple(parse_value(argument, tuple[self.element, ...] if self.length is None
+                                      else tuple[(self.element,) * self.length]))
 
     def flag_type(self):
         return f"comma list of {describe_type(self.element)}"

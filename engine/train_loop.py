@@ -41,7 +41,7 @@ from engine.progress import ProgressBar
 
 @dataclasses.dataclass
 class LoopConfig:
-    """How long to train and how often to save and log (the common flags of `engine.flags`)."""
+    """How long to train and how often to save and log (flags: `engine.cli.define_loop_flags`)."""
 
     train_dir: str
     max_steps: int

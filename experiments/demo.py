@@ -13,51 +13,25 @@ Three parts, each selectable with `--parts`:
 The learned parts train on the synthetic dataset only (real datasets go through the binaries, see WORKSPACE.md).
 Every number printed goes to `--output_json` as {part: {method: {"rank1": r, "mAP": m}}} (fractions).
 
-    python -m experiments.demo                                   # synthetic dataset, default root, all parts
-    python -m experiments.demo --parts=histogram --dataset=market1501 --data_root=/data/Market-1501-v15.09.15
+    reid-demo                                                    # synthetic dataset, default root, all parts
+    reid-demo --parts=histogram --dataset=market1501 --data_root=/data/Market-1501-v15.09.15
+
+The binary is `reid-demo` (`experiments.cli.demo`); this module holds what it calls.
 """
 from __future__ import annotations
 
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from data import datasets, evaluation, handcrafted  # noqa: E402
-from engine import atomic  # noqa: E402
-from engine.flags import declare_once  # noqa: E402
-from rerank.evaluation import evaluate_features  # noqa: E402
+from data import datasets, evaluation, handcrafted
+from engine import atomic
+from rerank.evaluation import evaluate_features
 
 PARTS = ("histogram", "kvmmn", "rerank")
 PART_ALIASES = {"acp": "rerank"}  # the part's name before it showed every re-ranker, kept for users' scripts
 TOP_K = 10  # gallery images per ranked list in the pictures
-
-FLAGS = flags.FLAGS
-# Shared names are declared once: the test suite imports this module beside the binaries that also declare them.
-declare_once(flags.DEFINE_string, "dataset", "synthetic", f"Dataset to evaluate on: {', '.join(datasets.names())}.")
-declare_once(flags.DEFINE_string, "data_root", None, "Dataset folder; for the synthetic dataset the default is "
-             "data.synthetic.DEFAULT_ROOT, where it is generated on first use.")
-declare_once(flags.DEFINE_string, "split", None, "Split of the dataset (default: the reader's default split).")
-declare_once(flags.DEFINE_integer, "seed", 0, "Seed of the single-shot sampling and of the random-ranking reference.")
-flags.DEFINE_list("parts", list(PARTS), f"Parts of the demo to run, from {', '.join(PARTS)} ('acp' is accepted for "
-                  "rerank); kvmmn and rerank need --dataset=synthetic.")
-declare_once(flags.DEFINE_string, "output_dir", "demo_output", "Folder of the pictures (PNG) and, by default, of the "
-             "JSON results.")
-declare_once(flags.DEFINE_string, "output_json", None, "Where every printed number goes as JSON, {part: {method: "
-             "{rank1, mAP}}} in [0, 1] (default <output_dir>/results.json).")
-flags.DEFINE_integer("num_pictures", 3, "Queries drawn (at random, with --seed) for the before / after re-ranking "
-                     "pictures; 0 draws none.", lower_bound=0)
-flags.DEFINE_integer("num_stripes", 6, "Horizontal stripes of the colour histograms.")
-flags.DEFINE_integer("bins", 8, "Histogram bins per colour channel.")
-flags.DEFINE_float("center_sigma", 0.15, "Width of the Gaussian that weighs pixels by their horizontal distance to "
-                   "the image centre, as a fraction of the image width; 0 weighs all pixels equally.")
-flags.DEFINE_bool("center_per_camera", True, "Subtract each camera's mean feature (query and gallery together).")
-declare_once(flags.DEFINE_enum, "metric", "euclidean", "Distance between features.", enum_values=["euclidean", "cosine"])
-declare_once(flags.DEFINE_integer, "max_rank", 50, "Length of the CMC curve.", lower_bound=1)
-
 
 def evaluate_baseline(dataset: str, root: str | None, split: str | None = None, num_stripes: int = 6, bins: int = 8,
                       center_sigma: float | None = 0.15, center_per_camera: bool = True, metric: str = "euclidean",
@@ -105,12 +79,12 @@ def check_parts(parts, dataset: str) -> tuple[str, ...]:
     parts = [PART_ALIASES.get(p, p) for p in parts]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:
-        raise app.UsageError(f"--parts={','.join(parts)}: choose one or more of {', '.join(PARTS)}")
+        raise ValueError(f"--parts={','.join(parts)}: choose one or more of {', '.join(PARTS)}")
     if dataset not in datasets.names():
-        raise app.UsageError(f"--dataset={dataset}: unknown; known datasets: {', '.join(datasets.names())}")
+        raise ValueError(f"--dataset={dataset}: unknown; known datasets: {', '.join(datasets.names())}")
     learned = [p for p in parts if p != "histogram"]
     if learned and dataset != "synthetic":
-        raise app.UsageError(f"--parts={','.join(learned)} train on the synthetic dataset only; use --parts=histogram "
+        raise ValueError(f"--parts={','.join(learned)} train on the synthetic dataset only; use --parts=histogram "
                              f"with --dataset={dataset}, and the kvmmn-* / acp-* binaries for real datasets")
     return tuple(p for p in PARTS if p in parts)
 
@@ -189,48 +163,8 @@ def claims(results: dict) -> list[str]:
     return lines
 
 
-def main(argv):
-    del argv
-    parts = check_parts(FLAGS.parts, FLAGS.dataset)
-    if FLAGS.data_root is None and FLAGS.dataset != "synthetic":
-        raise app.UsageError(f"--data_root is required for --dataset={FLAGS.dataset}")
-    output_json = FLAGS.output_json or os.path.join(FLAGS.output_dir, "results.json")
-    results, pictures = {}, []
-    if "histogram" in parts:
-        outcome = evaluate_baseline(FLAGS.dataset, FLAGS.data_root, FLAGS.split, FLAGS.num_stripes, FLAGS.bins,
-                                    FLAGS.center_sigma or None, FLAGS.center_per_camera, FLAGS.metric,
-                                    FLAGS.max_rank, FLAGS.seed, progress=True)
-        print(report(outcome))
-        results["histogram"] = {"histogram": summary(outcome["baseline"]), "random": summary(outcome["chance"])}
-    # Imported here so that `--parts=histogram` does not pay for building the models.
-    if "kvmmn" in parts:
-        from kvmmn import demo as kvmmn_demo
-        print("\n== KVM-MN ==")
-        outcome = kvmmn_demo.run_demo(FLAGS.data_root)
-        results["kvmmn"] = {method: summary(result) for method, result in outcome["results"].items()}
-        pictures.append(co_attention_picture(outcome["model"], outcome["record"], FLAGS.output_dir, FLAGS.seed))
-    if "rerank" in parts:
-        from acp import demo as acp_demo
-        print("\n== Re-ranking ==")
-        outcome = acp_demo.run_demo(FLAGS.data_root)
-        results["rerank"] = {method: summary(result) for method, result in outcome["results"].items()}
-        if FLAGS.num_pictures:
-            features = outcome["features"]
-            queries = pick_queries(len(features.query), FLAGS.num_pictures, FLAGS.seed)
-            pictures += rerank_pictures(features.query, features.gallery, outcome["protocol"],
-                                        {"baseline": outcome["distances"]["baseline"],
-                                         "ACP": outcome["distances"]["acp"]}, queries, FLAGS.output_dir)
-    checked = claims(results)
-    if checked:
-        print("\nWhat the demo shows, on identities never seen in training:\n" + "\n".join(checked))
-    print(f"\nResults (JSON): {write_json(output_json, results)}")
-    for path in pictures:
-        print(f"Picture: {path}")
 
+if __name__ == "__main__":  # `python -m experiments.demo`, as before the binary moved to experiments.cli.demo
+    from experiments.cli.demo import run
 
-def run():
-    app.run(main)
-
-
-if __name__ == "__main__":
-    app.run(main)
+    run()

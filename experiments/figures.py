@@ -1,18 +1,19 @@
-r"""Draw the papers' figures as PNG files (needs the "plots" extra: matplotlib, and scikit-learn for t-SNE).
+r"""Draw the papers' figures as PNG files (needs the "plots" extra: matplotlib, and scikit-learn for t-SNE); the
+binary is `reid-figures` (`experiments.cli.figures`).
 
     # ACP Figs. 10-12 from the results of `experiments.run --table=acp_fig10` (acp_fig11, acp_fig12)
-    python -m experiments.figures --figure=k1_sweep --table=acp_fig10 --results_dir=results
-    python -m experiments.figures --figure=k2_sweep --table=acp_fig12 --results_dir=results
+    reid-figures --figure=k1_sweep --table=acp_fig10 --results_dir=results
+    reid-figures --figure=k2_sweep --table=acp_fig12 --results_dir=results
     # KVM-MN Figs. 1 and 3: co-attention of heads 1-4 at two reference locations of the probe
-    python -m experiments.figures --figure=co_attention --checkpoint=runs/kvmmn_market \
+    reid-figures --figure=co_attention --checkpoint=runs/kvmmn_market \
         --image_a=query/0001_c1s1_001051_00.jpg --image_b=bounding_box_test/0001_c2s1_000301_01.jpg \
         --locations=4:3,10:2 --heads=1,2,3,4
     # ACP Fig. 7: memory attention over the query and its top-20 gallery images
-    python -m experiments.figures --figure=memory_attention --checkpoint=runs/acp_market \
+    reid-figures --figure=memory_attention --checkpoint=runs/acp_market \
         --features=features/market1501.npz --query_index=0 --list_length=21
     # ACP Fig. 3: t-SNE before / after expansion; Fig. 9: t-SNE of the training embeddings
-    python -m experiments.figures --figure=tsne --features=features/market1501.npz --checkpoint=runs/acp_market
-    python -m experiments.figures --figure=tsne --features=features/veriwild.train.npz --subset=train
+    reid-figures --figure=tsne --features=features/market1501.npz --checkpoint=runs/acp_market
+    reid-figures --figure=tsne --features=features/veriwild.train.npz --subset=train
 
 PNGs go to --output (default `<results_dir>/figures/<figure name>.png`).
 """
@@ -20,43 +21,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
-
-from engine.flags import declare_once  # noqa: E402
-# ACP's tables import acp.params, which declares --k1 and --k2 itself; ours go through declare_once after it.
-from experiments import tables  # noqa: E402
-from experiments.tables import acp as acp_tables  # noqa: E402,F401
+from experiments import tables
 
 FIGURES = ("k1_sweep", "k2_sweep", "co_attention", "memory_attention", "tsne")
 SWEEP_PARAMETER = {"k1_sweep": "k1", "k2_sweep": "k2"}
-
-flags.DEFINE_enum("figure", None, list(FIGURES), "Figure to draw.")
-declare_once(flags.DEFINE_string, "output", None, "PNG to write (default <results_dir>/figures/<name>.png).")
-declare_once(flags.DEFINE_string, "results_dir", "results", "Results of experiments.run (sweep figures).")
-declare_once(flags.DEFINE_string, "table", None, "Sweep figures: the table whose results to draw (acp_fig10, "
-             "acp_fig11 for k1; acp_fig12 for k2).")
-declare_once(flags.DEFINE_string, "checkpoint", None, "co_attention: a kvmmn-train --train_dir (or checkpoint "
-             "prefix); memory_attention / tsne: an acp-train --train_dir.")
-flags.DEFINE_string("image_a", None, "co_attention: the probe image A.")
-flags.DEFINE_string("image_b", None, "co_attention: the gallery image B.")
-declare_once(flags.DEFINE_list, "heads", [], "co_attention: heads to draw, 1-based (default all).")
-flags.DEFINE_list("locations", [], "co_attention: reference locations ROW:COL in A's feature map (default its "
-                  "centre).")
-declare_once(flags.DEFINE_string, "features", None, "memory_attention / tsne: a feature file (.npz).")
-flags.DEFINE_integer("query_index", 0, "memory_attention: the query row (within the file's query rows).",
-                     lower_bound=0)
-flags.DEFINE_integer("list_length", 21, "memory_attention: the query and its list_length - 1 nearest "
-                     "gallery images (Fig. 7: top-20).", lower_bound=2)
-declare_once(flags.DEFINE_integer, "k1", 25, "tsne: neighbourhood of the expansion (Eq. 1).", lower_bound=1)
-declare_once(flags.DEFINE_integer, "k2", 6, "Refinement length.", lower_bound=1)
-flags.DEFINE_enum("subset", "test", ["test", "train"], "tsne: the query + gallery rows (Fig. 3) or the train rows "
-                  "(Fig. 9).")
-flags.DEFINE_integer("max_identities", 30, "tsne: identities drawn (chosen at random).", lower_bound=1)
-flags.DEFINE_float("perplexity", 30.0, "tsne: t-SNE perplexity.")
-declare_once(flags.DEFINE_integer, "seed", 0, "Seed of the identity choice and of t-SNE.")
-FLAGS = flags.FLAGS
 
 
 def sweep_figure(name: str, table_name: str, results_dir: str, output: str) -> str:
@@ -144,24 +112,8 @@ def draw_figure(name: str, output: str | None = None, **options) -> str:
     raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.figure:
-        raise app.UsageError(f"--figure is required: one of {', '.join(FIGURES)}")
-    options = {name: FLAGS[name].value for name in (
-        "results_dir", "table", "checkpoint", "image_a", "image_b", "heads", "locations", "features", "query_index",
-        "list_length", "k1", "k2", "subset", "max_identities", "perplexity", "seed")}
-    try:
-        path = draw_figure(FLAGS.figure, FLAGS.output, **options)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
-    print(f"wrote {path}")
 
+if __name__ == "__main__":  # `reid-figures`, as before the binary moved to experiments.cli.figures
+    from experiments.cli.figures import run
 
-def run():
-    app.run(main)
-
-
-if __name__ == "__main__":
-    app.run(main)
+    run()

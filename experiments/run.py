@@ -1,11 +1,12 @@
-r"""Regenerate a table of the KVM-MN or ACP paper beside the paper's own numbers.
+r"""Regenerate a table of the KVM-MN or ACP paper beside the paper's own numbers (`run_table`; the binary is
+`reid-experiments`, `experiments.cli.run`).
 
-    python -m experiments.run --list
-    python -m experiments.run --table=acp_table3 --scale=paper                  # analytic, seconds
-    python -m experiments.run --table=acp_table5 --scale=smoke                  # every row on synthetic data, CPU
-    python -m experiments.run --table=acp_table5 --scale=paper --data_root=/data \
+    reid-experiments --list
+    reid-experiments --table=acp_table3 --scale=paper                  # analytic, seconds
+    reid-experiments --table=acp_table5 --scale=smoke                  # every row on synthetic data, CPU
+    reid-experiments --table=acp_table5 --scale=paper --data_root=/data \
         --resnet_weights=/models/resnet50_notop.h5 --rows=msmt17/none,msmt17/acp
-    python -m experiments.run --table=kvmmn_table3 --scale=paper --data_root=/data \
+    reid-experiments --table=kvmmn_table3 --scale=paper --data_root=/data \
         --inception_checkpoint=/models/inception_v1.ckpt --strategy=mirrored
 
 Each row is trained (where it needs training) and evaluated by the library functions the packages' binaries call
@@ -24,47 +25,16 @@ toy-sized models on the CPU: a check that the whole table runs, not a reproducti
 """
 from __future__ import annotations
 
-import os
+import time
+import traceback
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import logging
 
-import time  # noqa: E402
-import traceback  # noqa: E402
-
-from absl import app, flags, logging  # noqa: E402
-
-from engine import distribute  # noqa: E402
-from engine import seed as engine_seed  # noqa: E402
-from engine.flags import declare_once  # noqa: E402
-from experiments import tables  # noqa: E402
-from experiments.context import SCALES, Context  # noqa: E402
-from experiments.results import ResultsError, ResultStore  # noqa: E402
-from experiments.runners import runner  # noqa: E402
-
-# Flags other binaries also declare (they may share this process, as in the tests) go through declare_once.
-declare_once(flags.DEFINE_string, "table", None, "Table to regenerate (see --list).")
-declare_once(flags.DEFINE_list, "rows", [], "Only these row ids of the table (comma-separated; see --list).")
-flags.DEFINE_enum("scale", "smoke", list(SCALES), "paper: each row on its own dataset with the paper's recipe; "
-                  "smoke: every row on the synthetic dataset with a few training steps on the CPU.")
-declare_once(flags.DEFINE_string, "data_root", None, "Folder holding the datasets under their usual folder names "
-             "(or one dataset's folder); at smoke scale, where the synthetic dataset is generated (default: its "
-             "cache folder).")
-declare_once(flags.DEFINE_string, "results_dir", "results", "Where <table>.csv and <table>.md are written.")
-flags.DEFINE_string("work_dir", None, "Trained models and feature files (default <results_dir>/work/<scale>).")
-flags.DEFINE_string("features_dir", None, "Feature files of the re-ranking tables: used when present, written when "
-                    "missing (default <work_dir>/features; names in experiments.runners.feature_files).")
-flags.DEFINE_string("inception_checkpoint", None, "TF-slim inception_v1.ckpt (KVM-MN tables, paper scale).")
-flags.DEFINE_string("resnet_weights", None, "Keras ImageNet ResNet-50 weights without top (re-ID baseline of the ACP "
-                    "tables, paper scale; only needed when feature files must be extracted).")
-declare_once(flags.DEFINE_enum, "strategy", "one_device", "tf.distribute strategy of training.",
-             enum_values=list(distribute.STRATEGIES))
-flags.DEFINE_integer("max_splits", None, "Evaluate only the first N splits of multi-split protocols (CUHK03 / CUHK01 "
-                     "10 splits, VehicleID 10 galleries); default all, as the papers.", lower_bound=1)
-flags.DEFINE_bool("list", False, "List the tables (or the rows of --table) with the paper's numbers, and exit.")
-declare_once(flags.DEFINE_integer, "seed", 0, "Seed of every random generator (initialisers, samplers, augmentation, "
-             "dropout); recorded in each row's info.")
-declare_once(flags.DEFINE_integer, "verbose", 1, "0: quiet; 1: progress bars of training; 2: also of re-ranking.")
-FLAGS = flags.FLAGS
+from engine import seed as engine_seed
+from experiments import tables
+from experiments.context import Context
+from experiments.results import ResultStore
+from experiments.runners import runner
 
 
 def list_tables(name: str | None = None) -> str:
@@ -123,36 +93,7 @@ def run_table(table_name: str, context: Context, row_ids=(), log=print) -> dict:
     return outcome
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if FLAGS.list:
-        print(list_tables(FLAGS.table))
-        return 0
-    if not FLAGS.table:
-        raise app.UsageError(f"--table is required; one of: {', '.join(tables.names())} (or --list)")
-    try:
-        tables.get(FLAGS.table).select(FLAGS.rows)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
-    context = Context(scale=FLAGS.scale, results_dir=FLAGS.results_dir, data_root=FLAGS.data_root,
-                      work_dir=FLAGS.work_dir, features_dir=FLAGS.features_dir,
-                      inception_checkpoint=FLAGS.inception_checkpoint, resnet_weights=FLAGS.resnet_weights,
-                      strategy=FLAGS.strategy, max_splits=FLAGS.max_splits, verbose=FLAGS.verbose, seed=FLAGS.seed)
-    try:
-        outcome = run_table(FLAGS.table, context, FLAGS.rows)
-    except ResultsError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(f"{len(outcome['ran'])} row(s) run, {len(outcome['skipped'])} already finished, "
-          f"{len(outcome['failed'])} failed; results: {outcome['csv']} and {outcome['md']}")
-    for row_id, error in outcome["failed"].items():
-        print(f"  failed: {row_id}: {error}")
-    return 1 if outcome["failed"] else 0
+if __name__ == "__main__":  # `python -m experiments.run`, as before the binary moved
+    from experiments.cli.run import run
 
-
-def run():
-    app.run(main)
-
-
-if __name__ == "__main__":
-    app.run(main)
+    run()

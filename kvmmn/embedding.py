@@ -11,12 +11,12 @@ import os
 import weakref
 from typing import Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from data.pipeline import PRESETS, make_dataset
 from data.record import Sample
+from engine.progress import Progress
 from kvmmn.model import MEMORY_FIELDS, KVMMN
 
 NORMALIZATION = PRESETS["kvmmn"][1]
@@ -46,7 +46,7 @@ def image_batches(samples: Sequence[Sample], image_size, batch_size: int) -> tf.
 
 def _run(model: KVMMN, fields: tuple[str, ...], samples, batch_size, progress: bool, title: str, consume) -> None:
     function = _compiled(model, fields)
-    bar = keras.utils.Progbar(len(samples), unit_name="image", verbose=1 if progress else 0)
+    bar = Progress(len(samples), unit="image", enabled=bool(progress))
     if progress:
         print(title)
     done = 0

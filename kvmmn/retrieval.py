@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -28,6 +27,7 @@ from absl import logging
 from data import datasets
 from data.evaluation import evaluate
 from data.record import Record
+from engine.progress import Progress
 from kvmmn.embedding import embed_memories
 from kvmmn.model import KVMMN
 from rerank.evaluation import evaluate_features
@@ -104,7 +104,7 @@ def ranking_distances(model: KVMMN, query: dict, gallery: dict, shortlist: int |
     rows_per_batch = max(1, pair_batch_size // k)
     positions = np.arange(num_gallery, dtype=np.float32)
     out = np.empty((num_query, num_gallery), np.float32)
-    bar = keras.utils.Progbar(num_query, unit_name="query", verbose=1 if progress else 0)
+    bar = Progress(num_query, unit="query", enabled=bool(progress))
     for start, stop, l2 in iter_distance_chunks(query["pooled"], gallery["pooled"], "euclidean", rows_per_batch):
         order = np.argsort(l2, axis=1, kind="stable")
         candidates = order[:, :k]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import keras
 import numpy as np
 import tensorflow as tf
+
+from engine.progress import Progress
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
@@ -74,7 +75,7 @@ def knn(query: np.ndarray, reference: np.ndarray, k: int, metric: str = "euclide
     dists = np.empty((len(query), k), dtype=np.float32)
     idx = np.empty((len(query), k), dtype=np.int64)
     row_max = np.empty(len(query), dtype=np.float32) if with_row_max else None
-    bar = keras.utils.Progbar(len(query), verbose=1 if verbose else 0, unit_name="neighbour rows")
+    bar = Progress(len(query), unit="neighbour rows", enabled=bool(verbose))
     for start in range(0, len(query), chunk_size):
         stop = min(start + chunk_size, len(query))
         block = _distance_block(tf.constant(query[start:stop]), ref_t, ref_sqnorm, metric)

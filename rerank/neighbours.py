@@ -10,11 +10,11 @@ methods are written with; nothing dense and N x N is ever built.
 """
 from __future__ import annotations
 
-import keras
 import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
+from engine.progress import Progress
 from rerank.knn import knn
 
 DEFAULT_CHUNK_SIZE = 512  # rows per distance chunk: 512 x 100K float32 = 200 MB
@@ -82,9 +82,9 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def progress(total: int, verbose: int, unit: str) -> keras.utils.Progbar:
+def progress(total: int, verbose: int, unit: str) -> Progress:
     """A Keras progress bar over `total` rows, silent when `verbose` is 0."""
-    return keras.utils.Progbar(total, verbose=1 if verbose else 0, unit_name=unit)
+    return Progress(total, unit=unit, enabled=bool(verbose))
 
 
 def nearest(features: np.ndarray, k: int, metric: str, chunk_size: int = DEFAULT_CHUNK_SIZE,

@@ -17,9 +17,6 @@ import traceback
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 PACKAGES = ("data", "engine", "features", "rerank", "kvmmn", "acp", "experiments")
-# Binaries not yet in a cli/ folder: they still declare flags in absl's global FLAGS (see WORKSPACE.md).
-NOT_MOVED = ("experiments.run", "experiments.demo", "experiments.figures", "experiments.visrank", "acp.export",
-             "data.synthetic.__main__")
 
 
 def console_scripts() -> dict[str, str]:
@@ -37,7 +34,7 @@ def library_modules() -> list[str]:
         module = importlib.import_module(package)
         names.append(package)
         names += [info.name for info in pkgutil.walk_packages(module.__path__, package + ".")]
-    return [name for name in names if name not in NOT_MOVED]
+    return names
 
 
 def flags_added(order: str) -> dict:

@@ -5,9 +5,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import app
-from absl import flags
-from absl.testing import flagsaver
 
 from acp import layers, losses, params
 from acp import model as acp_model
@@ -253,16 +250,17 @@ def test_macc_count_of_one_encoder_layer_by_hand():
 
 
 def test_acp_params_binary_prints_table_iii_figures(capsys):
-    with flagsaver.flagsaver():
-        flags.FLAGS(["acp-params", "--preset=xl", "--k1=50"])
-        params.main(["acp-params"])
+    from acp.cli import params as params_binary
+    from engine import cli
+
+    cli.parse(params_binary.FLAGS, ["acp-params", "--preset=xl", "--k1=50"])
+    params_binary.main(["acp-params"])
     out = capsys.readouterr().out
     assert "62,479,881" in out and "62.48M" in out and "2.40G MACCs at k1=50" in out
     assert "memory_refinement" in out and "feature_reconstruction" in out
-    with flagsaver.flagsaver():
-        flags.FLAGS(["acp-params", "--override=num_heads=7"])
-        with pytest.raises(app.UsageError, match="num_heads=7"):
-            params.main(["acp-params"])
+    cli.parse(params_binary.FLAGS, ["acp-params", "--override=num_heads=7"])
+    with pytest.raises(ValueError, match="num_heads=7"):
+        params_binary.main(["acp-params"])
 
 
 def focal_formula(labels, s, gamma):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from absl import flags
+from absl import app, flags
 
 from engine import cli
 from engine.progress import Progress
@@ -87,10 +87,10 @@ def test_config_flags_come_from_the_dataclass():
 @pytest.mark.parametrize("args, message", [
     (["--rate=-1"], "flag --rate=-1.0: must be > 0"),
     (["--rate=nan"], "flag --rate=nan: must be a finite number"),
-    (["--widths=1,inf"], "flag --widths=(1.0, inf): must be a finite number"),
+    (["--widths=1,inf"], "flag --widths=1.0,inf: must be a finite number"),
     (["--size=abc,1"], "flag --size=abc,1: expected an integer, got 'abc'"),
     (["--size=3"], "flag --size=3: expected 2 comma-separated values, got 1"),
-    (["--size=0,2"], "flag --size=(0, 2): must be >= 1"),
+    (["--size=0,2"], "flag --size=0,2: must be >= 1"),
     (["--steps=-3"], "flag --steps=-3: must be >= 0"),
 ])
 def test_flag_checks_name_the_flag(args, message):
@@ -222,3 +222,19 @@ def test_tensorflow_starts_quietly():
                           env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert done.returncode == 0 and done.stdout == "3.0\n", done.stderr
     assert done.stderr == "", done.stderr
+
+
+def test_loop_flags_are_each_binarys_own_and_build_the_loop_config(tmp_path):
+    first, second = cli.new_flags(), cli.new_flags()
+    cli.define_loop_flags(first, max_steps=42)
+    cli.define_loop_flags(second, max_steps=7)  # another binary in the same process: its own default
+    assert first["max_steps"].default == 42 and second["max_steps"].default == 7
+    cli.parse(first, ["prog", f"--train_dir={tmp_path}", "--checkpoint_every=5"])
+    config = cli.loop_config_from_flags(first, log_every=2)
+    assert (config.max_steps, config.checkpoint_every, config.log_every, config.train_dir) == (42, 5, 2, str(tmp_path))
+    cli.parse(second, ["prog"])
+    with pytest.raises(app.UsageError, match="--train_dir is required"):
+        cli.loop_config_from_flags(second)
+    assert parse_error(second, "--keep_checkpoints=0") == "error: flag --keep_checkpoints=0: must be >= 1"
+    with pytest.raises(TypeError, match="unknown flag defaults"):
+        cli.define_loop_flags(cli.new_flags(), max_stepz=1)

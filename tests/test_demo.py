@@ -67,34 +67,31 @@ def test_unreadable_image_names_the_file(tmp_path):
 
 
 def test_demo_parts_are_validated():
-    from absl import app
-
     from experiments.demo import check_parts
 
     assert check_parts(["acp", "histogram"], "synthetic") == ("histogram", "rerank")  # "acp": the old name
     assert check_parts(["rerank", "kvmmn"], "synthetic") == ("kvmmn", "rerank")
     assert check_parts(["histogram"], "market1501") == ("histogram",)
-    with pytest.raises(app.UsageError, match="choose one or more"):
+    with pytest.raises(ValueError, match="choose one or more"):
         check_parts(["histogram", "resnet"], "synthetic")
-    with pytest.raises(app.UsageError, match="synthetic dataset only"):
+    with pytest.raises(ValueError, match="synthetic dataset only"):
         check_parts(["kvmmn"], "market1501")
-    with pytest.raises(app.UsageError, match="unknown"):
+    with pytest.raises(ValueError, match="unknown"):
         check_parts(["histogram"], "market-1501")
 
 
 def test_demo_writes_every_printed_number_as_json(tmp_path, capsys):
     import json
 
-    from absl import flags
-    from absl.testing import flagsaver
+    from engine import cli
+    from experiments.cli import demo as demo_binary
 
     root = str(tmp_path / "synthetic")
     demo.evaluate_baseline("synthetic", root, load_options=TINY)  # generate the tiny dataset once
     output = tmp_path / "out" / "numbers.json"
-    with flagsaver.flagsaver():
-        flags.FLAGS(["reid-demo", "--parts=histogram", f"--data_root={root}", f"--output_json={output}",
-                     f"--output_dir={tmp_path / 'pictures'}"])
-        demo.main(["reid-demo"])
+    cli.parse(demo_binary.FLAGS, ["reid-demo", "--parts=histogram", f"--data_root={root}", f"--output_json={output}",
+                                  f"--output_dir={tmp_path / 'pictures'}"])
+    demo_binary.main(["reid-demo"])
     results = json.loads(output.read_text())
     assert set(results) == {"histogram"} and set(results["histogram"]) == {"histogram", "random"}
     for numbers in results["histogram"].values():

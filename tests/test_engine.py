@@ -1,4 +1,5 @@
-"""engine/: strategies, distributed-step equivalence, resume after a kill, summaries, progress, flags helpers."""
+"""engine/: strategies, distributed-step equivalence, resume after a kill, summaries, progress (the flag sets are
+tested in tests/test_cli.py)."""
 import json
 import os
 import subprocess
@@ -233,31 +234,6 @@ def test_progress_bar_reports_rate_and_eta(monkeypatch):
     line = bar.update(20, {"loss": 0.25}, force=True)
     assert line == "step 20/30 [================........] loss 0.25 5.00 steps/s ETA 0:00:02"
     assert stream.getvalue() == line + "\n"
-
-
-def test_common_flags_declare_once_and_build_the_loop_config(tmp_path):
-    from absl import flags as absl_flags
-
-    from engine import flags as engine_flags
-    # The first declaration's default wins: a binary imported earlier in this process may have declared it.
-    expected_max_steps = absl_flags.FLAGS["max_steps"].default if "max_steps" in absl_flags.FLAGS else 42
-    engine_flags.define_common_flags(max_steps=42)
-    engine_flags.define_common_flags(max_steps=7)  # a second binary in the same process: no duplicate error
-    engine_flags.define_dataset_flags()
-    engine_flags.declare_once(absl_flags.DEFINE_integer, "engine_test_only", 3, "a flag for this test")
-    engine_flags.declare_once(absl_flags.DEFINE_integer, "engine_test_only", 4, "declared again")
-    fv = absl_flags.FLAGS
-    assert fv["engine_test_only"].default == 3 and "dataset" in fv and "split" in fv
-    assert "engine_test_only" in [f.name for f in fv.get_key_flags_for_module(__name__)]
-    fv(["prog", f"--train_dir={tmp_path}", "--checkpoint_every=5"])
-    try:
-        cfg = engine_flags.loop_config_from_flags(log_every=2)
-        assert (cfg.max_steps, cfg.checkpoint_every, cfg.log_every, cfg.train_dir) == (
-            expected_max_steps, 5, 2, str(tmp_path))
-        with pytest.raises(ValueError, match="unknown flag defaults"):
-            engine_flags.define_common_flags(max_stepz=1)
-    finally:
-        fv.unparse_flags()
 
 
 @pytest.mark.parametrize("package", ["acp", "kvmmn", "engine"])

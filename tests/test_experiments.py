@@ -6,12 +6,13 @@ import contextlib
 
 import numpy as np
 import pytest
-from absl.testing import flagsaver
 
 from acp import model as acp_model
 from acp import params as acp_params
 from acp import rerank_runner
+from engine import cli
 from experiments import results, run, tables
+from experiments.cli import run as run_binary
 from experiments.context import Context
 from experiments.runners import rerank as rerank_rows
 from experiments.tables import acp as acp_tables
@@ -26,8 +27,8 @@ SYNTHETIC = dict(num_identities=24, num_distractors=4, num_junk=2)
 @contextlib.contextmanager
 def command_line(*args):
     """Flags parsed from `args` for the duration of the block (restored after), stdout captured."""
-    with flagsaver.flagsaver(), contextlib.redirect_stdout(io.StringIO()) as out:
-        run.FLAGS(["experiments.run", *args])
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        cli.parse(run_binary.FLAGS, ["reid-experiments", *args])
         yield out
 
 
@@ -126,7 +127,7 @@ def test_list_shows_tables_and_rows():
     detail = run.list_tables("acp_table3")
     assert "ACP-Basic" in detail and "params_M=4.61" in detail and "maccs_G_k1=50=2.4" in detail
     with command_line("--list", "--table=kvmmn_table3") as out:
-        assert run.main(["run"]) == 0
+        assert run_binary.main(["run"]) == 0
     assert "D/M=2-hard" in out.getvalue() and "paper: rank-1=78" in out.getvalue()
 
 
@@ -135,7 +136,7 @@ def test_table_iii_runs_end_to_end_with_csv_and_markdown(tmp_path):
     context = smoke_context(tmp_path)
     with command_line("--table=acp_table3", "--scale=smoke", f"--results_dir={context.results_dir}",
                       "--verbose=0") as out:
-        assert run.main(["run"]) == 0
+        assert run_binary.main(["run"]) == 0
     assert "2 row(s) run" in out.getvalue() and "SMOKE" in out.getvalue()
     lines = read_csv(os.path.join(context.results_dir, "acp_table3.csv"))
     assert [(line["row"], line["metric"]) for line in lines] == [

@@ -49,6 +49,7 @@ from data.datasets.common import list_images, list_once, require_dir
 from data.datasets.reid_layout import find_dataset_dir
 from data.datasets.splits import check_official, identity_partition, split_parts, unknown_split
 from data.record import DatasetError, Record, Sample, relabel
+from engine.progress import Progress
 
 VARIANTS = ("labeled", "detected")
 FOLDER_NAMES = ("cuhk03", "CUHK03")
@@ -191,11 +192,9 @@ def _write_png(path: str, image: np.ndarray) -> None:
 
 
 def _progress(total: int, title: str, verbose: bool):
-    import keras
-
     if verbose:
         print(title)
-    return keras.utils.Progbar(total, verbose=1 if verbose else 0, unit_name="person")
+    return Progress(total, unit="person", enabled=bool(verbose))
 
 
 def dataset_dir(root: str, variant: str) -> str:
