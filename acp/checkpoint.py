@@ -34,8 +34,9 @@ def describe(preset: str, config: acp_model.ACPConfig) -> str:
     return f"ACP-{preset}" + (f" with {changed}" if changed else "")
 
 
-def save_config(directory: str, preset: str, config: acp_model.ACPConfig) -> str:
-    """Write `directory/CONFIG_FILE`; if one is there already it must hold the same preset and configuration."""
+def save_config(directory: str, preset: str, config: acp_model.ACPConfig, seed: int | None = None) -> str:
+    """Write `directory/CONFIG_FILE`; if one is there already it must hold the same preset and configuration, and
+    the same training `seed` (acp-train records it: a resumed run with another seed would draw other sequences)."""
     path = os.path.join(directory, CONFIG_FILE)
     if os.path.exists(path):
         stored_preset, stored = load_config(directory)
@@ -43,9 +44,14 @@ def save_config(directory: str, preset: str, config: acp_model.ACPConfig) -> str
             raise CheckpointMismatchError(
                 f"{path} holds {describe(stored_preset, stored)}, but this run asks for {describe(preset, config)}: "
                 "use another --train_dir or the stored --preset/--override flags")
+        stored_seed = run_dir.read_json(path).get("seed")
+        if seed is not None and stored_seed is not None and stored_seed != seed:
+            raise CheckpointMismatchError(f"{path} holds a run trained with --seed={stored_seed}, but this run asks "
+                                          f"for --seed={seed}: use another --train_dir or --seed={stored_seed}")
         return path
     os.makedirs(directory, exist_ok=True)
-    atomic.write_text(path, json.dumps({"preset": preset, "config": dataclasses.asdict(config)}, indent=1))
+    content = {"preset": preset, "config": dataclasses.asdict(config), **({} if seed is None else {"seed": seed})}
+    atomic.write_text(path, json.dumps(content, indent=1))
     return path
 
 

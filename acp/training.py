@@ -189,7 +189,7 @@ def train(features: feature_files.FeatureSet, loop_config: LoopConfig, preset: s
                          f"{len(train_rows)}")
     config = fit_to_features(config or acp_model.make_config(preset), train_rows)
     tables = model_tables(train_rows, config)
-    acp_checkpoint.save_config(loop_config.train_dir, preset, config)
+    acp_checkpoint.save_config(loop_config.train_dir, preset, config, seed)
     pools = sequences.load_or_mine_pools(loop_config.train_dir, train_rows.embedding, train_rows.pid,
                                          recipe.sequences, chunk_size, verbose)
     sampler = sequences.SequenceSampler(pools, recipe.sequences, recipe.batch_size, seed)

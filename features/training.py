@@ -23,16 +23,20 @@ MODEL_CONFIG_FILE = "baseline_config.json"
 TOOL = "acp-baseline-train"  # the owner named in its train_dir's marker (`engine.run_dir`)
 
 
-def save_model_config(config: ModelConfig, directory: str) -> str:
-    """Write `config` to `directory/MODEL_CONFIG_FILE`; a different config already there is an error."""
+def save_model_config(config: ModelConfig, directory: str, seed: int | None = None) -> str:
+    """Write `config` (and the training `seed`, when given) to `directory/MODEL_CONFIG_FILE`; a different config or
+    seed already there is an error."""
     path = os.path.join(directory, MODEL_CONFIG_FILE)
 
     def differences(stored: dict) -> list[str]:
-        existing = _config_from(stored, path)
-        return [] if existing == config else [f"{existing}, not {config}"]
+        existing, stored_seed = _config_from(stored, path), stored.get("seed")
+        return ([] if existing == config else [f"{existing}, not {config}"]) + (
+            [f"--seed={stored_seed}, not --seed={seed}"]
+            if None not in (seed, stored_seed) and stored_seed != seed else [])
 
     os.makedirs(directory, exist_ok=True)
-    return run_dir.write_or_check_config(directory, MODEL_CONFIG_FILE, dataclasses.asdict(config), differences,
+    content = {**dataclasses.asdict(config), **({} if seed is None else {"seed": seed})}
+    return run_dir.write_or_check_config(directory, MODEL_CONFIG_FILE, content, differences,
                                          what="model configuration")
 
 
@@ -44,6 +48,7 @@ def load_model_config(directory: str) -> ModelConfig:
 
 
 def _config_from(fields: dict, path: str) -> ModelConfig:
+    fields = {name: value for name, value in fields.items() if name != "seed"}  # the run's, not the model's
     try:
         return ModelConfig(**fields)
     except TypeError as err:
@@ -133,7 +138,7 @@ def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strate
                          "into whole identities: choose a multiple")
     if loop_config.max_steps == 0:
         loop_config = dataclasses.replace(loop_config, max_steps=recipe.epochs * sampler.steps_per_epoch)
-    save_model_config(model_config, loop_config.train_dir)
+    save_model_config(model_config, loop_config.train_dir, seed)
     if not pretrained:
         logging.warning("no --pretrained weights: the ResNet backbone starts from random initialisation")
     with strategy.scope():

@@ -53,13 +53,14 @@ def run_baseline(train_dir, data_root, strategy="one_device"):
     train(record, config, recipe, loop(train_dir), strategy, seed=3)
 
 
-def run_acp(train_dir, data_root=None):
+def run_acp(train_dir, data_root=None, seed=3):
     from acp import model as acp_model
     from acp import sequences, training
-    from engine import distribute, seed
+    from engine import distribute
+    from engine import seed as engine_seed
     from features.feature_file import FeatureSet
 
-    seed.set_seed(3)
+    engine_seed.set_seed(seed)
     rng = np.random.default_rng(0)
     pids = np.repeat(np.arange(8), 4)
     embedding = (4.0 * np.eye(8)[pids] + rng.normal(size=(len(pids), 8))).astype(np.float32)
@@ -70,7 +71,7 @@ def run_acp(train_dir, data_root=None):
     recipe = training.Recipe(batch_size=4, learning_rate=2e-3, warmup_epochs=1, epochs=1,
                              sequences=sequences.SequenceConfig(num_neighbours=10, length=5, num_false=3))
     training.train(features, loop(train_dir), "basic", config, recipe, distribute.make_strategy("one_device"),
-                   seed=3, verbose=0)
+                   seed=seed, verbose=0)
 
 
 RUNS = {"kvmmn": run_kvmmn, "baseline": run_baseline, "acp": run_acp}

@@ -8,6 +8,7 @@ byte-for-byte comparison checks too). Every tensor of the final checkpoints (wei
 random states, sampler state) must be the same bytes.
 """
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from acp.checkpoint import CheckpointMismatchError
 from engine import atomic, faults, run_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -121,6 +123,12 @@ def test_corrupt_checkpoint_is_named_and_training_falls_back_to_the_previous_one
     assert restored_steps(caplog) == [f"restored {train_dir}/ckpt-4 at step 4"]
     assert tensors(f"{train_dir}/ckpt-6") == final
 
+    # the run records its seed; a restart with another one is refused before it trains
+    assert json.load(open(f"{train_dir}/acp_config.json"))["seed"] == 3
+    with pytest.raises(CheckpointMismatchError, match="trained with --seed=3, but this run asks for --seed=4"):
+        child.run_acp(train_dir, seed=4)
+    assert tensors(f"{train_dir}/ckpt-6") == final
+
     # a flipped byte inside a tensor fails its CRC: named too
     content = bytearray(open(data, "rb").read())
     content[len(content) // 2] ^= 0xFF
@@ -128,6 +136,18 @@ def test_corrupt_checkpoint_is_named_and_training_falls_back_to_the_previous_one
     with pytest.raises(run_dir.CorruptCheckpointError, match="ckpt-6.data.*truncated or corrupt"):
         run_dir.check_readable(f"{train_dir}/ckpt-6")
     assert run_dir.latest_checkpoint(train_dir).endswith("ckpt-4")
+
+
+def test_baseline_records_its_seed_and_refuses_another(tmp_path):
+    from features.head import ModelConfig
+    from features.training import load_model_config, save_model_config
+
+    config = ModelConfig(num_classes=3, blocks=(1, 1, 1, 1))
+    save_model_config(config, str(tmp_path), seed=3)
+    assert json.load(open(tmp_path / "baseline_config.json"))["seed"] == 3
+    assert load_model_config(str(tmp_path)) == config and save_model_config(config, str(tmp_path), seed=3)
+    with pytest.raises(ValueError, match="--seed=3, not --seed=4"):
+        save_model_config(config, str(tmp_path), seed=4)
 
 
 def test_dead_writers_temporaries_are_removed_and_live_ones_kept(tmp_path):
