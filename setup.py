@@ -16,7 +16,7 @@ CONSOLE_SCRIPTS = [
     "acp-import-features = features.cli.import_features:run",
     "acp-params = acp.cli.params:run",
     "acp-train = acp.cli.train:run",
-    "acp-rerank = acp.rerank_cli:run",
+    "acp-rerank = acp.cli.rerank:run",
 ]
 
 setup(

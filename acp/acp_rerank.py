@@ -17,13 +17,14 @@ Choices of ours (WORKSPACE.md lists them):
   re-ranked distance is the Euclidean distance between the unit vectors p* (it ranks like the cosine distance).
 - The neighbours are searched with `metric` on the embeddings as given (default "cosine", FastReID's test metric;
   "euclidean" ranks the raw, unnormalised embeddings), the metric the training sequences were mined with.
-- k1 defaults to N/C of the gallery (`default_k1`: gallery images / distinct gallery identities, rounded;
-  distractor identities count like any other), as Sec. IV-B2 sets it, but at least MIN_K1 = 2: on a gallery of
-  one image per identity (CUHK03's single-shot protocol, VehicleID) N/C is 1, and Eq. 1 over a neighbourhood of
-  the image alone returns every embedding unchanged, i.e. the baseline. Two is the smallest neighbourhood that
-  re-ranks, and the size of a true match's group in such a gallery (the query and its one gallery image).
-  `k1_floor_note` says when the floor applies. k2 defaults to 6 (Table IV) and is clipped to k1 (the model clips
-  it too: the refinement sequence is then the whole neighbourhood).
+- k1 defaults to N/C of the gallery, as Sec. IV-B2 sets it, but at least 2 (`rerank.neighbourhood.default_k1`:
+  on a gallery of one image per identity Eq. 1 over the image alone would return the baseline). k2 defaults to 6
+  (Table IV) and is clipped to k1 (the model clips it too: the refinement sequence is then the whole
+  neighbourhood).
+
+ACP registers in `rerank.registry` as "acp" (`RERANKER`) when this module is imported, through the interface of
+the classic re-rankers, so `rerank.runner`, `acp-rerank --method=acp`, the experiment runners and the demo run it
+by name.
 """
 from __future__ import annotations
 
@@ -38,35 +39,12 @@ from absl import logging
 from acp import model as acp_model
 from acp.sequences import probe_first
 from features import feature_file as feature_files
-from rerank import RerankedDistances, check_features, expand_embeddings, nearest
+from rerank import RerankedDistances, check_features, expand_embeddings, nearest, registry
+from rerank.neighbourhood import default_k1, k1_floor_note
 from rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, l2_normalize, progress, stack
 
 DEFAULT_K2 = 6
-MIN_K1 = 2  # the smallest neighbourhood that changes anything (see the module docstring)
 DEFAULT_BATCH_SIZE = 256  # sequences per ACP call: 256 x k1 x 3584 gathered floats (k1 = 25: 92 MB)
-
-
-def images_per_identity(gallery_pids) -> float:
-    """N/C: gallery images per distinct gallery identity (ACP Sec. IV-B2)."""
-    gallery_pids = np.asarray(gallery_pids)
-    if gallery_pids.size == 0:
-        raise ValueError("N/C needs gallery identities, got an empty gallery")
-    return len(gallery_pids) / len(np.unique(gallery_pids))
-
-
-def default_k1(gallery_pids) -> int:
-    """N/C (`images_per_identity`) rounded to the nearest integer, at least MIN_K1 (module docstring)."""
-    return max(MIN_K1, int(round(images_per_identity(gallery_pids))))
-
-
-def k1_floor_note(name: str, gallery_pids) -> str | None:
-    """The line that says why parameter `name` is MIN_K1 rather than N/C, or None when N/C is at least MIN_K1."""
-    ratio = images_per_identity(gallery_pids)
-    if int(round(ratio)) >= MIN_K1:
-        return None
-    return (f"{name}={MIN_K1}: N/C of the gallery is {ratio:.2f} (about one image per identity), and a "
-            f"neighbourhood of {int(round(ratio))} (the image itself) would leave every embedding unchanged, i.e. "
-            f"return the baseline; raised to {MIN_K1}, the smallest that re-ranks")
 
 
 def check_inputs(model: keras.Model, tables: Mapping[str, np.ndarray], num_rows: int) -> dict[str, np.ndarray]:
@@ -161,7 +139,7 @@ def acp_rerank(query, gallery, model: keras.Model, k1: int, k2: int = DEFAULT_K2
     Args:
       query, gallery: the baseline embeddings.
       model: a trained ACP model (`acp.checkpoint.restore_model`).
-      k1: neighbourhood size, itself included (`default_k1(gallery_pids)` for the paper's N/C).
+      k1: neighbourhood size, itself included (`rerank.neighbourhood.default_k1(gallery_pids)` for the paper's N/C).
       k2: refinement length (Table IV: 6).
       query_inputs, gallery_inputs: the model's per-image inputs by name (f3, f4, f5 for multi-block fusion);
         omitted, the embeddings are the input `embedding` (models without fusion).
@@ -204,3 +182,17 @@ def rerank_feature_sets(query: feature_files.FeatureSet, gallery: feature_files.
     inputs = [{name: getattr(part, name) for name in names} for part in (query, gallery)]
     return acp_rerank(query.embedding, gallery.embedding, model, k1, k2, *inputs, metric=metric,
                       batch_size=batch_size, chunk_size=chunk_size, verbose=verbose), k1
+
+
+def _run(query, gallery, params, model=None, metric="cosine", verbose=0) -> RerankedDistances:
+    """`rerank.registry`'s interface: `rerank_feature_sets` with the resolved parameters."""
+    if model is None:
+        raise ValueError("--method=acp needs a trained model: pass --checkpoint (an acp-train --train_dir)")
+    result, _ = rerank_feature_sets(query, gallery, model, metric=metric, verbose=verbose, **params)
+    return result
+
+
+RERANKER = registry.register(registry.Reranker(
+    "acp", _run, defaults={"k1": None, "k2": DEFAULT_K2, "batch_size": DEFAULT_BATCH_SIZE,
+                           "chunk_size": DEFAULT_CHUNK_SIZE},
+    first_order=("k1",), unchanged_at_one="k1", k2_within_k1=True, needs_model=True, uses_metric=True))

@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from acp import model as acp_model
-from acp import rerank_runner, training
+from acp import acp_rerank, training  # noqa: F401  (acp_rerank registers the method "acp")
 from data import datasets, synthetic
 from engine import distribute
 from engine.seed import set_seed
@@ -52,6 +52,7 @@ from features import feature_file as feature_files
 from features import training as baseline_training
 from features.head import ModelConfig
 from features.recipe import Recipe
+from rerank import runner as rerank_runner
 
 DEMO_METHODS = ("baseline", "aqe", "alpha_qe", "k_reciprocal", "acp")
 METHOD_TITLES = {"baseline": "baseline", "aqe": "AQE", "alpha_qe": "alpha-QE", "k_reciprocal": "k-reciprocal",

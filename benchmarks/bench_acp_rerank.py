@@ -25,13 +25,14 @@ from absl import app, flags  # noqa: E402
 from acp import acp_rerank  # noqa: E402
 from acp import model as acp_model  # noqa: E402
 from benchmarks import harness, rerank_common  # noqa: E402
+from rerank import neighbourhood  # noqa: E402
 from rerank.synthetic import clustered_embeddings  # noqa: E402
 
 FLAGS = flags.FLAGS
 rerank_common.define_flags("acp_rerank", "Seed of the synthetic embeddings and of the untrained weights.",
                            "Rows per chunk of the neighbour pass and the expansion.")
 flags.DEFINE_enum("preset", "basic", sorted(acp_model.PRESETS), "ACP preset (Table II).")
-flags.DEFINE_integer("k1", 0, "Neighbourhood size; 0: N/C of the synthetic gallery (acp_rerank.default_k1).")
+flags.DEFINE_integer("k1", 0, "Neighbourhood size; 0: N/C of the synthetic gallery (rerank.neighbourhood.default_k1).")
 flags.DEFINE_integer("k2", acp_rerank.DEFAULT_K2, "Refinement length.")
 flags.DEFINE_integer("batch_size", acp_rerank.DEFAULT_BATCH_SIZE, "Sequences per ACP call.")
 
@@ -48,7 +49,7 @@ def benchmark_size(n: int, model: keras.Model) -> dict:
     data = clustered_embeddings(n, 2048, FLAGS.images_per_identity, noise=FLAGS.noise, seed=FLAGS.seed)
     labels = (data.q_pids, data.g_pids, data.q_camids, data.g_camids)
     query_inputs, gallery_inputs = multi_block(data.query), multi_block(data.gallery)
-    k1 = FLAGS.k1 or acp_rerank.default_k1(data.g_pids)
+    k1 = FLAGS.k1 or neighbourhood.default_k1(data.g_pids)
     timing = rerank_common.timed(
         lambda: acp_rerank.acp_rerank(data.query, data.gallery, model, k1, FLAGS.k2, query_inputs, gallery_inputs,
                                       batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,

@@ -27,10 +27,18 @@ per row.
 
 `expand_embeddings(features, neighbour_idx, weights)` is ACP's Eq. 1 (also AQE's and alpha-QE's core), for the
 ACP re-ranker to reuse with its predicted weights.
+
+Importing this package registers `none` / `baseline` (the original ranking) and every method of `METHODS` in
+`rerank.registry`, the name -> method table through which `rerank.runner` re-ranks and evaluates a feature file;
+ACP and a user's own methods register there through the same interface. Also here: `knn` (the chunked kNN pass),
+`neighbourhood` (N/C, Table IV's first-order neighbourhood), `evaluation` (exact evaluation of features and of
+re-ranked distances, block by block), `reference` (dense reference implementations for tests and benchmarks),
+`synthetic` (clustered embeddings for tests and benchmarks).
 """
 from __future__ import annotations
 
 import data  # noqa: F401  (first: sets TensorFlow's load-time defaults before anything loads it)
+from rerank import registry
 from rerank.distances import RerankedDistances
 from rerank.ecn import ecn
 from rerank.evaluation import evaluate_reranked
@@ -53,12 +61,34 @@ METHODS = {
 
 
 def rerank(method: str, query, gallery, **params) -> RerankedDistances:
-    """Run the re-ranker registered as `method` in `METHODS` with its keyword parameters."""
+    """Run the classic re-ranker `method` of `METHODS` on embedding arrays with its keyword parameters."""
     if method not in METHODS:
         raise ValueError(f"unknown re-ranking method {method!r}; expected one of {sorted(METHODS)}")
     return METHODS[method](query, gallery, **params)
 
 
+def _original(query, gallery, params, model=None, metric="cosine", verbose=0) -> RerankedDistances:
+    """The original ranking: plain `metric` distances between the embeddings (`registry` interface)."""
+    del params, model, verbose
+    return RerankedDistances(*check_features(query.embedding, gallery.embedding), metric)
+
+
+# The registry's built-in methods (`rerank.registry`): the original ranking and the classic re-rankers, with the
+# parameters that set their first-order neighbourhood (ACP Table IV sets them to N/C) and the one whose value 1
+# returns the original ranking.
+for _name in ("none", "baseline"):
+    registry.register(registry.Reranker(_name, _original, uses_metric=True))
+_FACTS = {"aqe": dict(first_order=("k",), unchanged_at_one="k"),
+          "alpha_qe": dict(first_order=("k",), unchanged_at_one="k"),
+          "k_reciprocal": dict(first_order=("k1",)),
+          "alpha_qe_k_reciprocal": dict(first_order=("k", "k1"), unchanged_at_one="k"),
+          "sca": dict(first_order=("k1",)),
+          "ecn": dict(),
+          "gnn": dict(first_order=("k1",), k2_within_k1=True, checks_given_k2=True)}
+for _name, _function in METHODS.items():
+    registry.register(registry.from_function(_name, _function, **_FACTS[_name]))
+
+
 __all__ = ["METHODS", "RerankedDistances", "alpha_qe", "alpha_qe_k_reciprocal", "aqe", "check_features", "ecn",
            "evaluate_reranked", "expand_embeddings", "expanded_embeddings", "gnn", "k_reciprocal", "nearest",
-           "rerank", "sca"]
+           "registry", "rerank", "sca"]

@@ -1,18 +1,21 @@
 """ACP re-ranking (acp.acp_rerank, Eq. 1) against a dense step-by-step reference, and the acp-train -> acp-rerank
 binaries end to end on a small feature file, with their errors on bad input."""
 import json
+import sys
 
 import keras
 import numpy as np
 import pytest
-from absl import app, flags
 
-from acp import acp_rerank, demo, rerank_cli, rerank_runner
+from acp import acp_rerank, demo
 from acp import checkpoint as acp_checkpoint
 from acp import model as acp_model
-from acp import train as acp_train
+from acp.cli import rerank as rerank_cli
+from acp.cli import train as acp_train
+from engine import cli
 from features import feature_file as feature_files
-from rerank import METHODS, evaluate_reranked
+from rerank import METHODS, evaluate_reranked, neighbourhood
+from rerank import runner as rerank_runner
 from rerank.evaluation import evaluate_features
 from rerank.synthetic import clustered_embeddings
 
@@ -78,13 +81,13 @@ def test_reranking_twice_traces_acp_once_and_reads_the_new_features():
 
 
 def test_default_k1_is_gallery_images_per_identity():
-    assert acp_rerank.default_k1([1, 1, 1, 2, 2, 3]) == 2
-    assert acp_rerank.default_k1([5] * 9 + [6] * 3 + [7] * 4) == 5  # 16 / 3 = 5.33
+    assert neighbourhood.default_k1([1, 1, 1, 2, 2, 3]) == 2
+    assert neighbourhood.default_k1([5] * 9 + [6] * 3 + [7] * 4) == 5  # 16 / 3 = 5.33
     # one image per identity: N/C = 1 would return the baseline unchanged, so k1 has a floor of 2, and says so
-    assert acp_rerank.default_k1([4]) == acp_rerank.default_k1([1, 2, 3, 3]) == acp_rerank.MIN_K1 == 2
-    assert "k1=2" in acp_rerank.k1_floor_note("k1", [4, 5]) and acp_rerank.k1_floor_note("k1", [4, 4]) is None
+    assert neighbourhood.default_k1([4]) == neighbourhood.default_k1([1, 2, 3, 3]) == neighbourhood.MIN_K1 == 2
+    assert "k1=2" in neighbourhood.k1_floor_note("k1", [4, 5]) and neighbourhood.k1_floor_note("k1", [4, 4]) is None
     with pytest.raises(ValueError, match="empty gallery"):
-        acp_rerank.default_k1([])
+        neighbourhood.default_k1([])
 
 
 # ----------------------------------------------------------------------------------------------- the binaries
@@ -106,17 +109,14 @@ def write_feature_file(path, seed=0, dataset="market1501", **changes):
     return str(path)
 
 
-def parse(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(argv)
-
-
 def run_binary(main, argv):
+    """Parse `argv` into the flags of `main`'s binary module, then run it."""
+    fv = sys.modules[main.__module__].FLAGS
     try:
-        parse(argv)
+        cli.parse(fv, argv)
         main([argv[0]])
     finally:
-        flags.FLAGS.unparse_flags()
+        fv.unparse_flags()
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_train_then_rerank_every_method_end_to_end(trained, tmp_path):
     data = feature_files.load_features(feature_file)
     query, gallery = data.query, data.gallery
     outcomes = {}
-    for method in rerank_runner.METHOD_NAMES:
+    for method in rerank_runner.method_names():
         output = tmp_path / f"{method}.json"
         extra = [f"--checkpoint={train_dir}"] if method == "acp" else []
         if method in ("ecn",):
@@ -180,7 +180,7 @@ def test_train_then_rerank_every_method_end_to_end(trained, tmp_path):
     assert outcomes["none"]["mAP"] == pytest.approx(expected["mAP"]) == outcomes["baseline"]["mAP"]
     # every parameter as used, defaults included; ACP's default k2 = 6 above k1 = N/C = 5 is lowered, and says so
     assert outcomes["acp"]["params"] == {"k1": 5, "k2": 5, "batch_size": 256, "chunk_size": 512, "metric": "cosine"}
-    assert acp_rerank.default_k1(gallery.pid) == 5
+    assert neighbourhood.default_k1(gallery.pid) == 5
     assert [note.split(":")[0] for note in outcomes["acp"]["notes"]] == ["k2=5"]
     assert outcomes["ecn"]["params"] == {"k": 10, "t": 3, "q": 8, "fallback": True, "chunk_size": 512}
     assert outcomes["ecn"]["notes"] == [] and outcomes["none"]["params"] == {"metric": "cosine"}
@@ -201,13 +201,11 @@ def test_top_list_table_iv_neighbourhood_and_protocol_override(trained, tmp_path
     data = feature_files.load_features(feature_file)
     with np.load(top) as lists:
         capped = (len(data.query), len(data.gallery))  # --top_k=100 capped at the 80 gallery items
-        assert lists["indices"].shape == lists["distances"].shape == capped
-        assert (np.diff(lists["distances"], axis=1) >= 0).all()
-        np.testing.assert_array_equal(lists["gallery_path"], data.gallery.path)
+        assert lists["gallery"].shape == lists["distance"].shape == lists["gallery_path"].shape == capped
+        assert (np.diff(lists["distance"], axis=1) >= 0).all()
+        np.testing.assert_array_equal(lists["gallery_path"], data.gallery.path[lists["gallery"]])
         np.testing.assert_array_equal(lists["query_pid"], data.query.pid)
     assert rerank_runner.protocol_for("vehicleid") == "vehicleid" and rerank_runner.protocol_for("") == "market1501"
-    assert rerank_runner.parse_params(["k1=20", "alpha=3.5", "fallback=false", "name=x"]) == {
-        "k1": 20, "alpha": 3.5, "fallback": False, "name": "x"}
 
 
 def test_bad_inputs_give_clear_errors(trained, tmp_path):
@@ -221,7 +219,7 @@ def test_bad_inputs_give_clear_errors(trained, tmp_path):
         rerank_runner.evaluate_method(data, "k_reciprocal", {"alpha": 3})
     with pytest.raises(ValueError, match="needs a trained model"):
         rerank_runner.evaluate_method(data, "acp")
-    with pytest.raises(app.UsageError, match="needs --checkpoint"):
+    with pytest.raises(cli.UserError, match="needs --checkpoint"):
         run_binary(rerank_cli.main, ["acp-rerank", f"--features={feature_file}", "--method=acp", *RERANK_FLAGS])
     # a checkpoint of another preset, and another preset than the one asked for, name both
     with pytest.raises(acp_checkpoint.CheckpointMismatchError, match=r"holds ACP-basic with .*not ACP-xl"):

@@ -9,7 +9,6 @@ import pytest
 
 from acp import model as acp_model
 from acp import params as acp_params
-from acp import rerank_runner
 from engine import cli
 from experiments import results, run, tables
 from experiments.cli import run as run_binary
@@ -18,6 +17,7 @@ from experiments.runners import rerank as rerank_rows
 from experiments.tables import acp as acp_tables
 from experiments.tables import kvmmn as kvmmn_tables
 from features import feature_file as feature_io
+from rerank import runner as rerank_runner
 from rerank.synthetic import clustered_embeddings
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

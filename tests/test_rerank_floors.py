@@ -5,12 +5,14 @@ import json
 import keras
 import numpy as np
 import pytest
-from absl import flags
 
-from acp import acp_rerank, rerank_cli, rerank_runner
+from acp import acp_rerank
+from acp.cli import rerank as rerank_cli
+from engine import cli
 from acp import model as acp_model
 from features import feature_file as feature_files
-from rerank import METHODS
+from rerank import METHODS, neighbourhood, registry
+from rerank import runner as rerank_runner
 
 TINY = dict(num_layers=1, memory_size=2, num_heads=2, memory_dim=4, model_dim=8, fusion_dropout=0.0,
             transformer_dropout=0.0)
@@ -44,8 +46,8 @@ def test_table_iv_neighbourhood_on_a_single_shot_gallery_re_ranks_and_says_why(m
     outcome = rerank_runner.evaluate_method(data, method, table_iv_neighbourhood=True, top_k=NUM_IDS)
     params = outcome["params"]
     assert set(params) == all_params(method)  # every parameter, defaults included
-    for name in rerank_runner.FIRST_ORDER_PARAMS.get(method, ()):
-        assert params[name] == acp_rerank.MIN_K1 == 2
+    for name in registry.get(method).first_order:
+        assert params[name] == neighbourhood.MIN_K1 == 2
         assert any(note.startswith(f"{name}=2: N/C of the gallery is 1.00") for note in outcome["notes"])
         assert f"{name}=2: N/C" in caplog.text  # logged, not only stored
     if method == "gnn":  # the default k2 = 7 > k1 = 2 used to crash ("k2=7 is out of range")
@@ -82,8 +84,7 @@ def test_acp_on_a_single_shot_gallery_re_ranks_and_records_every_parameter():
 
 
 def parse(argv):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(argv)
+    cli.parse(rerank_cli.FLAGS, argv)
 
 
 def test_rerank_json_holds_every_parameter_and_the_notes(tmp_path, capsys):
@@ -95,7 +96,7 @@ def test_rerank_json_holds_every_parameter_and_the_notes(tmp_path, capsys):
                f"--output_json={output}", "--max_rank=5", "--ranks=1"])
         rerank_cli.main(["acp-rerank"])
     finally:
-        flags.FLAGS.unparse_flags()
+        rerank_cli.FLAGS.unparse_flags()
     outcome = json.loads(output.read_text())
     assert outcome["params"] == {"k1": 2, "k2": 2, "fallback": True, "lambda_value": 0.0, "chunk_size": 512}
     assert outcome["protocol"] == "single_shot" and outcome["table_iv_neighbourhood"] is True

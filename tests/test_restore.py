@@ -234,7 +234,7 @@ def test_resumed_training_restores_every_model_and_optimizer_variable(runs, name
 
 def rerank_in_a_process(feature_file, train_dir, out):
     os.makedirs(out)
-    command = [sys.executable, "-m", "acp.rerank_cli", f"--features={feature_file}", "--method=acp",
+    command = [sys.executable, "-m", "acp.cli.rerank", f"--features={feature_file}", "--method=acp",
                f"--checkpoint={train_dir}", f"--output_json={out}/result.json", f"--top_list={out}/top.npz",
                "--top_k=20", "--verbose=0", "--metric=cosine", "--max_rank=20"]
     environment = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -254,7 +254,7 @@ def test_acp_rerank_gives_identical_results_in_two_processes(runs, tmp_path):
     first, second = (rerank_in_a_process(run.extra["feature_file"], run.train_dir, str(tmp_path / f"run{i}"))
                      for i in range(2))
     assert first[0] == second[0] and 0.0 < first[0]["mAP"] <= 1.0
-    assert first[1].keys() == second[1].keys() and {"indices", "distances"} <= set(first[1])
+    assert first[1].keys() == second[1].keys() and {"gallery", "distance"} <= set(first[1])
     for key in first[1]:
         assert first[1][key].tobytes() == second[1][key].tobytes(), key
 

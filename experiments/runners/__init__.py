@@ -6,7 +6,7 @@
 | rerank | `rerank` | ACP Tables V, VII-X, Figs. 10-12: a re-ranking method on a feature file, evaluated |
 | kvmmn | `kvmmn_rows` | KVM-MN Tables 1 and 3: train a KVM-MN per split, evaluate, average |
 
-Each runner calls the same library functions as the packages' binaries (acp.params, acp.rerank_runner.evaluate_method,
+Each runner calls the same library functions as the packages' binaries (acp.params, rerank.runner.evaluate_method,
 acp.training.train, features.training.train, features.extraction.extract, kvmmn.training.train,
 kvmmn.retrieval.evaluate_record).
 """

@@ -1,11 +1,11 @@
 """Re-ranking rows (ACP Tables V, VII-X, Figs. 10-12): one method on every evaluation split of a data set, through
-`acp.rerank_runner.evaluate_method` (what `acp-rerank` runs), averaged over the splits.
+`rerank.runner.evaluate_method` (what `acp-rerank` runs), averaged over the splits.
 
 Row settings:
 - `method`: "none" (the baseline ranking), "acp", or a classic re-ranker of `rerank.METHODS`.
 - `params`: the method's parameters (k2, alpha, ECN's k/t/q, or an explicit k / k1).
-- `neighbourhood`: "N/C" (gallery images per gallery identity, `acp.acp_rerank.default_k1`) or a number; it sets
-  the method's first-order neighbourhood (`acp.rerank_runner.FIRST_ORDER_PARAMS`: k of AQE / alpha-QE, k1 of the
+- `neighbourhood`: "N/C" (gallery images per gallery identity, `rerank.neighbourhood.default_k1`) or a number; it sets
+  the method's first-order neighbourhood (`rerank.registry.Reranker.first_order`: k of AQE / alpha-QE, k1 of the
   others) where `params` does not, as ACP Table IV does.
 - `acp`: for method "acp", the model (`experiments.runners.acp_models`).
 
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from acp import acp_rerank, rerank_runner
+from acp import acp_rerank  # noqa: F401  (registers method 'acp')
 from experiments.runners import RowResult, acp_models, feature_files
 from features import feature_file as feature_io
+from rerank import registry
+from rerank import runner as rerank_runner
+from rerank.neighbourhood import default_k1
 
 METRIC = "cosine"
 
@@ -31,8 +34,8 @@ def resolve_params(settings, gallery_pids) -> dict:
     params = dict(settings.get("params", {}))
     neighbourhood = settings.get("neighbourhood")
     if neighbourhood is not None:
-        k = acp_rerank.default_k1(gallery_pids) if neighbourhood == "N/C" else int(neighbourhood)
-        for name in rerank_runner.FIRST_ORDER_PARAMS.get(method, ()):
+        k = default_k1(gallery_pids) if neighbourhood == "N/C" else int(neighbourhood)
+        for name in registry.get(method).first_order:
             params.setdefault(name, k)
     if method == "gnn" and "k1" in params and params.get("k2", params["k1"]) > params["k1"]:
         params["k2"] = params["k1"]

@@ -8,12 +8,12 @@ Reading the extracted tables (the PDF text lost their alignment; each choice bel
   (k2 = 10; ECN t = 5, q = 12, K = 60). VehicleID's single "4" is the first-order neighbourhood (AQE / alpha-QE k
   and k1): N/C of VehicleID's one-image-per-identity gallery is 1, which would leave AQE equal to the baseline,
   while Table V shows it changing the results.
-- N/C is gallery images per gallery identity (`acp.acp_rerank.default_k1`); the ACP paper's own VERI-Wild small
+- N/C is gallery images per gallery identity (`rerank.neighbourhood.default_k1`); the ACP paper's own VERI-Wild small
   result in Table V (95.18 / 88.16) equals Table VII's Exp-G at k1 = 25, not at N/C (13): we keep Table IV's rule
   and say so in the row's note.
 - Table V, row time: values marked with a star in the paper ran on the GPU (noted per row); ms are converted to
   seconds. Our "time" is the wall time of re-ranking plus producing every re-ranked distance for the evaluation
-  (`acp.rerank_runner.evaluate_method`'s seconds_rerank + seconds_evaluate; the lazy re-rankers produce their
+  (`rerank.runner.evaluate_method`'s seconds_rerank + seconds_evaluate; the lazy re-rankers produce their
   distances while being evaluated), on whatever device runs it.
 - In Table V (DukeMTMC) the prose says "the highest mAP is produced by ECN re-ranking", but the extracted row gives
   GNN 90.03 above ECN 89.71; the numbers are kept as printed.
