@@ -1,10 +1,9 @@
-"""kvmmn/retrieval.py, kvmmn/evaluate.py and kvmmn/serving.py: shortlist re-scoring, the results JSON, and the
-SavedModel reloaded in a fresh process."""
+"""kvmmn/retrieval.py and kvmmn-eval: shortlist re-scoring and the results JSON (the SavedModel export:
+tests/test_serving.py)."""
 import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from kvmmn.model import KVMMNConfig
 from kvmmn.pretrain import PretrainConfig
 from kvmmn.retrieval import (GALLERY_FIELDS, QUERY_FIELDS, evaluate_checkpoint, evaluate_record, parse_shortlist,
                              ranking_distances)
-from kvmmn.serving import export_saved_model
 from kvmmn.training import TrainConfig, load_trained_model, read_run_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,38 +102,6 @@ def test_evaluation_refuses_ambiguous_or_bad_requests(run):
     assert parse_shortlist("all") is None and parse_shortlist("25") == 25
     with pytest.raises(datasets.DatasetError, match="unknown dataset"):
         evaluate_checkpoint(train_dir, dataset="market")
-
-
-def test_saved_model_reloaded_in_a_fresh_process_gives_the_keras_scores(run, tmp_path):
-    _, model, _ = run
-    export_dir = export_saved_model(model, str(tmp_path / "exported"), gallery_batch_size=3)
-    rng = np.random.default_rng(0)
-    query_images = rng.uniform(-1, 1, (2, 64, 32, 3)).astype("float32")
-    gallery_images = rng.uniform(-1, 1, (5, 64, 32, 3)).astype("float32")
-    np.savez(tmp_path / "images.npz", query=query_images, gallery=gallery_images)
-    script = textwrap.dedent(f"""
-        import numpy as np, tensorflow as tf
-        served = tf.saved_model.load({export_dir!r})
-        images = np.load({str(tmp_path / 'images.npz')!r})
-        query, gallery = served.embed(images["query"]), served.embed(images["gallery"])
-        scores = served.score(query, gallery)["scores"].numpy()
-        signature = served.signatures["score"](**{{"query_" + k: v for k, v in query.items()}},
-                                               **{{"gallery_" + k: v for k, v in gallery.items()}})["scores"].numpy()
-        np.savez({str(tmp_path / 'served.npz')!r}, scores=scores, signature=signature,
-                 keys=query["keys"].numpy())
-    """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    served = np.load(tmp_path / "served.npz")
-    expected = np.asarray(model.score(model.embed(query_images), model.embed(gallery_images)))
-    assert served["scores"].shape == (2, 5)
-    np.testing.assert_allclose(served["scores"], expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(served["signature"], expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(served["keys"], np.asarray(model.embed(query_images)["keys"]), rtol=1e-5, atol=1e-6)
-    assert export_dir == str(tmp_path / "exported" / "1")
-    metadata = json.loads((tmp_path / "exported" / "1" / "metadata.json").read_text())
-    assert metadata["image_size"] == [64, 32] and metadata["model"]["feature_dim"] == 16
 
 
 def test_demo_reports_kvmmn_beside_pooled_l2_and_chance(run, tmp_path, capsys):
