@@ -1,11 +1,12 @@
-"""The re-ID baseline that feeds ACP learns: trained with its recipe (the `features` package: ID loss with label
-smoothing, batch-hard triplets, PK batches) on the training identities of a small synthetic world, its embeddings
-rank the held-out TEST identities far better than the same network untrained or trained on shuffled identities, and
-the colour histograms of `experiments.demo` are printed beside it.
+"""The re-ID baseline that feeds ACP learns (issue 14, 2c): trained with its recipe (the `features` package: ID loss
+with label smoothing, batch-hard triplets, PK batches) on the training identities of the synthetic world, its
+embeddings rank the held-out TEST identities better than colour histograms (`experiments.demo`'s hand-crafted
+baseline) and far better than the same network untrained or trained on shuffled identities.
 
-Against the colour histograms the margin needs more identities and epochs than a test can afford: on this world
-(96 identities) the baseline reaches 13.1% mAP after 10 epochs and 15.7% after 20, the histograms 16.7%; on the
-demo's world (240 identities, 10 epochs) it passes them, 13.9% against 11.8% (`make demo` prints and checks it).
+The world is the demo's size (240 identities in look-alike groups of 6 that share their colours), because on
+smaller galleries colour histograms are hard to beat: with 96 identities the histograms reach 16.7% mAP and the
+baseline 13.1% after 10 epochs. Here, measured on this 2-core machine: histograms 11.8%, baseline 14.2% (10 epochs
+at lr 2e-3, one decay), untrained and shuffled-identity figures in the assertions' messages.
 """
 import dataclasses
 
@@ -23,12 +24,12 @@ from features.head import ModelConfig, feature_extractor
 from features.recipe import Recipe
 from rerank.evaluation import evaluate_features
 
-DATA = dict(num_identities=96, num_distractors=4, num_junk=1, progress=False)
+DATA = dict(num_identities=240, num_distractors=4, num_junk=1, progress=False)
 MODEL = dict(image_size=(64, 32), blocks=(1, 1, 1, 1))
-RECIPE = Recipe(num_identities=8, num_instances=4, epochs=10, learning_rate=1e-3, warmup_epochs=0,
-                         decay_epochs=(8,))
-# mAP margin over the untrained network: measured +0.119 trained, +0.033 trained on shuffled identities.
-MARGIN = 0.06
+RECIPE = Recipe(num_identities=8, num_instances=4, epochs=10, learning_rate=2e-3, warmup_epochs=0,
+                decay_epochs=(8,))
+MARGIN = 0.06  # mAP over the untrained network, out of reach of training on shuffled identities
+HISTOGRAM_MARGIN = 0.01  # mAP over the colour histograms
 
 
 def held_out_mAP(model, record):
@@ -58,14 +59,26 @@ def train(record, train_dir, epochs=RECIPE.epochs):
 @pytest.fixture(scope="module")
 def untrained(world, tmp_path_factory):
     record = world[1]
-    return held_out_mAP(train(record, tmp_path_factory.mktemp("untrained"), epochs=0), record)
+    result = held_out_mAP(train(record, tmp_path_factory.mktemp("untrained"), epochs=0), record)
+    print(f"test mAP: untrained baseline {result:.3f}")
+    return result
 
 
-def test_baseline_learns_to_rank_test_identities(world, untrained, tmp_path):
-    root, record, histograms = world
-    trained = held_out_mAP(train(record, tmp_path / "trained"), record)
-    print(f"test mAP: baseline {trained:.3f}, untrained {untrained:.3f}, colour histograms {histograms:.3f}")
-    assert trained > untrained + MARGIN
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    record = world[1]
+    result = held_out_mAP(train(record, tmp_path_factory.mktemp("trained")), record)
+    print(f"test mAP: baseline {result:.3f}, colour histograms {world[2]:.3f}")  # `pytest -rP` shows it
+    return result
+
+
+def test_baseline_learns_to_rank_test_identities(trained, untrained):
+    assert trained > untrained + MARGIN, f"test mAP: trained {trained:.3f}, untrained {untrained:.3f}"
+
+
+def test_baseline_beats_colour_histograms(world, trained):
+    histograms = world[2]
+    assert trained > histograms + HISTOGRAM_MARGIN, f"test mAP: baseline {trained:.3f}, histograms {histograms:.3f}"
 
 
 def test_baseline_trained_on_shuffled_identities_learns_nothing(world, untrained, tmp_path):
@@ -74,5 +87,5 @@ def test_baseline_trained_on_shuffled_identities_learns_nothing(world, untrained
     shuffled = dataclasses.replace(record, train=tuple(Sample(s.path, int(p), s.camid)
                                                        for s, p in zip(record.train, pids)))
     result = held_out_mAP(train(shuffled, tmp_path / "shuffled"), record)
-    print(f"test mAP: baseline on shuffled identities {result:.3f}, untrained {untrained:.3f}")
-    assert result < untrained + MARGIN  # the learning test's margin is out of reach
+    # the learning test's margin is out of reach without the identities
+    assert result < untrained + MARGIN, f"test mAP: shuffled identities {result:.3f}, untrained {untrained:.3f}"
