@@ -8,8 +8,9 @@ normalisation run on whole batches of resized images in [0, 255].
 
 A corrupt or unreadable image is an error naming the file: decoding runs in Python (OpenCV, and simplejpeg for
 the strict decoding of JPEGs, inside `tf.py_function`) where the path is known, and its exception text travels with
-the `tf.errors.OpError` that iteration raises. Strict decoding (the default, `strict_decoding=True`) also rejects a
-JPEG that libjpeg decodes only with a warning (corrupt scan data; see `read_image`). Decoding costs about 0.15 ms
+the `tf.errors.OpError` that iteration raises. Strict decoding (the default; `set_strict_decoding` or the binaries'
+--nostrict_decoding turn it off) rejects a JPEG that libjpeg decodes only with a warning (corrupt scan data; see
+`read_image`). Decoding costs about 0.15 ms
 per 128 x 64 JPEG with either decoder (measured on the 2-core development machine); resizing and augmentation are
 graph ops in the parallel map, so the pipeline keeps both cores busy.
 """
@@ -33,15 +34,31 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
-def read_image(path: str, strict: bool = True) -> np.ndarray:
+_DECODING = {"strict": True}  # what `strict` / `strict_decoding` left as None mean (`set_strict_decoding`)
+
+
+def set_strict_decoding(strict: bool) -> None:
+    """Set what a `strict` / `strict_decoding` argument left as None means, for this process (True unless set):
+    the binaries' --strict_decoding flag, which reaches every image their libraries read without each library
+    passing it along."""
+    _DECODING["strict"] = bool(strict)
+
+
+def _strict(strict: bool | None) -> bool:
+    return _DECODING["strict"] if strict is None else bool(strict)
+
+
+def read_image(path: str, strict: bool | None = None) -> np.ndarray:
     """The RGB uint8 pixels (H, W, 3) of the image file at `path`; a DatasetError naming `path` if unreadable.
 
     `strict`: a JPEG whose data libjpeg can only partly decode (corrupt or missing scan data, which it reports as a
     warning such as "Corrupt JPEG data: 222 extraneous bytes before marker 0xd9" and then decodes into grey or
     shifted blocks) is an error too. OpenCV prints such warnings and returns the damaged pixels, so strict decoding
     of JPEGs goes through simplejpeg (the same libjpeg-turbo, with warnings raised as errors; its pixels equal
-    OpenCV's, tests/test_pipeline.py). `strict=False` accepts whatever the decoder recovers.
+    OpenCV's, tests/test_pipeline.py). `strict=False` accepts whatever the decoder recovers; None: the process's
+    setting (`set_strict_decoding`, default strict).
     """
+    strict = _strict(strict)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
@@ -63,9 +80,10 @@ def read_image(path: str, strict: bool = True) -> np.ndarray:
     return image[:, :, ::-1]
 
 
-def decode(path: tf.Tensor, strict: bool = True) -> tf.Tensor:
+def decode(path: tf.Tensor, strict: bool | None = None) -> tf.Tensor:
     """Graph op: the RGB uint8 image (H, W, 3) at the scalar string `path` (the file system's bytes of the path, as
-    `os.fsencode` gives them), via `read_image(path, strict)`."""
+    `os.fsencode` gives them), via `read_image(path, strict)` (None: the process's setting when the op is built)."""
+    strict = _strict(strict)
     image = tf.py_function(lambda p: read_image(os.fsdecode(p.numpy()), strict), [path], tf.uint8)
     image.set_shape([None, None, 3])
     return image
@@ -106,7 +124,7 @@ def augment_and_normalize(images: tf.Tensor, normalization: str = "inception", s
 
 
 def load_image(path: str, image_size=(224, 112), normalization: str = "inception",
-               strict_decoding: bool = True) -> tf.Tensor:
+               strict_decoding: bool | None = None) -> tf.Tensor:
     """One image, resized and normalised, float32 (H, W, 3); a DatasetError naming `path` if unreadable (or, with
     `strict_decoding`, a partly corrupt JPEG: `read_image`)."""
     return normalize(resize(read_image(path, strict_decoding), image_size), normalization)
@@ -115,7 +133,7 @@ def load_image(path: str, image_size=(224, 112), normalization: str = "inception
 def make_dataset(samples: Sequence[Sample], *, image_size=(224, 112), normalization: str = "inception",
                  batch_size: int = 32, training: bool = False, shuffle: bool = False, repeat: bool = False,
                  seed: int = 0, random_erasing: bool = False, random_rotation: bool = False, flip: bool = False,
-                 erasing_fill: str = "random", strict_decoding: bool = True) -> tf.data.Dataset:
+                 erasing_fill: str = "random", strict_decoding: bool | None = None) -> tf.data.Dataset:
     """A dataset of batches (images float32 NHWC, pids int32, camids int32) in the order of `samples`.
 
     Args:
@@ -131,7 +149,7 @@ def make_dataset(samples: Sequence[Sample], *, image_size=(224, 112), normalizat
       random_erasing, random_rotation, flip: the augmentation of `data.augment`.
       erasing_fill: "random" (Zhong et al.'s RE-R) or "mean".
       strict_decoding: a partly corrupt JPEG (libjpeg warnings) is an error naming the file; False decodes what
-        libjpeg recovers (`read_image`).
+        libjpeg recovers (`read_image`); None: the process's setting (`set_strict_decoding`, default True).
     """
     if not samples:
         raise ValueError("make_dataset needs at least one sample")

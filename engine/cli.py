@@ -648,7 +648,8 @@ def define_dataset_flags(fv: flags.FlagValues, *, default: str | None = "synthet
                          strict_decoding: bool = False) -> None:
     """--dataset (checked against the dataset registry when parsed; help lists the registered names, including
     ones a user's `data.datasets.register` added), --data_root, --split, --dataset_option NAME=VALUE (repeatable,
-    typed by the reader's `load` signature: `dataset_options`), and with `strict_decoding` the flag of that name."""
+    typed by the reader's `load` signature: `dataset_options`), and with `strict_decoding` (binaries that read
+    images) the flag of that name, applied by `dataset_kwargs` / `apply_strict_decoding`."""
     from data import datasets
 
     def registered():
@@ -706,8 +707,19 @@ def dataset_options(fv: flags.FlagValues, dataset: str | None = None) -> dict:
                              allow_unknown=open_ended)
 
 
+def apply_strict_decoding(fv: flags.FlagValues) -> None:
+    """Make --strict_decoding (when the binary has it) the process's image-decoding setting
+    (`data.pipeline.set_strict_decoding`): every image its libraries read follows it."""
+    if "strict_decoding" in fv:
+        from data import pipeline
+
+        pipeline.set_strict_decoding(fv["strict_decoding"].value)
+
+
 def dataset_kwargs(fv: flags.FlagValues) -> dict:
-    """{name, root, split, **options}: what `data.datasets.load` takes, from the dataset flags."""
+    """{name, root, split, **options}: what `data.datasets.load` takes, from the dataset flags (and
+    --strict_decoding applied, `apply_strict_decoding`)."""
+    apply_strict_decoding(fv)
     name = require(fv, "dataset")
     return dict(name=name, root=fv["data_root"].value, split=fv["split"].value or None,
                 **dataset_options(fv, name))

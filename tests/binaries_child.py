@@ -38,10 +38,12 @@ def library_modules() -> list[str]:
 
 
 def flags_added(order: str) -> dict:
-    from absl import flags
+    import keras  # noqa: F401  (TensorFlow and Keras declare absl flags of their own when they load)
+    from absl import app, flags, logging  # noqa: F401  (and so does absl)
 
+    start = set(flags.FLAGS)  # finding the modules already imports every package
     modules = library_modules()
-    added = {}
+    added = {"(importing the packages)": sorted(set(flags.FLAGS) - start)}
     for name in modules if order == "forward" else modules[::-1]:
         before = set(flags.FLAGS)
         try:

@@ -238,3 +238,28 @@ def test_loop_flags_are_each_binarys_own_and_build_the_loop_config(tmp_path):
     assert parse_error(second, "--keep_checkpoints=0") == "error: flag --keep_checkpoints=0: must be >= 1"
     with pytest.raises(TypeError, match="unknown flag defaults"):
         cli.define_loop_flags(cli.new_flags(), max_stepz=1)
+
+
+def test_strict_decoding_flag_reaches_every_image_read(tmp_path):
+    import cv2
+    import numpy as np
+
+    from data import pipeline
+
+    pixels = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (64, 32, 3), dtype=np.uint8), (5, 5), 0)
+    data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    middle = len(data) - 200
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(data[:middle] + bytes(30) + data[middle:])  # scan data with 30 bytes too many
+    fv = cli.new_flags()
+    cli.define_dataset_flags(fv, strict_decoding=True)
+    try:
+        cli.parse(fv, ["prog", "--nostrict_decoding"])
+        cli.dataset_kwargs(fv)
+        assert pipeline.read_image(str(path)).shape == (64, 32, 3)  # what libjpeg recovers
+        cli.parse(fv, ["prog"])
+        cli.dataset_kwargs(fv)
+        with pytest.raises(ValueError, match="damaged.jpg: corrupt JPEG"):
+            pipeline.read_image(str(path))
+    finally:
+        pipeline.set_strict_decoding(True)

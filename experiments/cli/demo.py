@@ -19,7 +19,7 @@ from experiments.demo import (PARTS, check_parts, claims, co_attention_picture, 
                               report, rerank_pictures, summary, write_json)
 
 FLAGS = cli.new_flags()
-cli.define_dataset_flags(FLAGS, root_help="Dataset folder; for the synthetic dataset the default is "
+cli.define_dataset_flags(FLAGS, strict_decoding=True, root_help="Dataset folder; for the synthetic dataset the default is "
                          "data.synthetic.DEFAULT_ROOT, where it is generated on first use.")
 flags.DEFINE_integer("seed", 0, "Seed of the single-shot sampling, the random-ranking reference and the pictures' "
                      "queries.", lower_bound=0, flag_values=FLAGS)

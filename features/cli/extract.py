@@ -24,7 +24,7 @@ from features import feature_file, training
 from features.extraction import extract
 
 FLAGS = cli.new_flags()
-cli.define_dataset_flags(FLAGS)
+cli.define_dataset_flags(FLAGS, strict_decoding=True)
 flags.DEFINE_string("checkpoint", None, "Training directory of acp-baseline-train (its latest checkpoint) or one "
                     "checkpoint prefix (.../ckpt-N).", flag_values=FLAGS)
 flags.DEFINE_string("output", None, "Feature file to write (.npz).", flag_values=FLAGS)
@@ -52,6 +52,7 @@ def main(argv):
     del argv
     checkpoint = cli.require(FLAGS, "checkpoint", "an acp-baseline-train --train_dir or checkpoint prefix")
     output = cli.require(FLAGS, "output", "the feature file to write")
+    cli.apply_strict_decoding(FLAGS)  # the image lists' images too
     images = {name: FLAGS[f"{name}_images"].value or "" for name in ("query", "gallery")}
     if any(images.values()):
         given = [f"--{name}" for name in ("dataset", "data_root", "split", "dataset_option") if FLAGS[name].present]

@@ -29,7 +29,7 @@ from features.recipe import Recipe
 
 FLAGS = cli.new_flags()
 cli.define_loop_flags(FLAGS, max_steps=0, checkpoint_every=1000, log_every=50)
-cli.define_dataset_flags(FLAGS)
+cli.define_dataset_flags(FLAGS, strict_decoding=True)
 RECIPE = cli.define_config_flags(
     FLAGS, Recipe,
     help={"num_identities": "P: identities per batch.", "num_instances": "K: images per identity in a batch.",

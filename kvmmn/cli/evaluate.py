@@ -24,7 +24,7 @@ from kvmmn.retrieval import evaluate_checkpoint, parse_shortlist
 FLAGS = cli.new_flags()
 flags.DEFINE_string("checkpoint", None, "Required: a kvmmn-train --train_dir (its latest checkpoint) or a checkpoint "
                     "prefix; may contain {split}, replaced by each evaluated split.", flag_values=FLAGS)
-cli.define_dataset_flags(FLAGS, default=None, root_help="Dataset folder (default: the run's, for the run's dataset).",
+cli.define_dataset_flags(FLAGS, default=None, strict_decoding=True, root_help="Dataset folder (default: the run's, for the run's dataset).",
                          split_help="Evaluate this split only (default: every split of the dataset's protocol).",
                          options_help="Reader option NAME=VALUE, repeatable (default: the run's; needs --dataset).")
 FLAGS["dataset"].help = "Dataset to evaluate on (default: the run's)."
@@ -53,6 +53,7 @@ def main(argv):
     checkpoint = cli.require(FLAGS, "checkpoint", "a kvmmn-train --train_dir or checkpoint prefix")
     if FLAGS["output"].value:  # before the evaluation: a folder given as --output is an error now, not after the work
         run_dir.check_output_file(FLAGS["output"].value, "--output")
+    cli.apply_strict_decoding(FLAGS)
     options = None
     if FLAGS["dataset_option"].present:
         cli.require(FLAGS, "dataset", "--dataset_option values are typed by the dataset's reader")

@@ -40,7 +40,7 @@ _DATA = ("dataset", "data_root", "split", "dataset_options")
 
 FLAGS = cli.new_flags()
 cli.define_loop_flags(FLAGS, **{name: _DEFAULTS[name] for name in _LOOP if name != "train_dir"})
-cli.define_dataset_flags(FLAGS, default=_DEFAULTS["dataset"], split_help="Split to train on (CUHK03 / CUHK01 train "
+cli.define_dataset_flags(FLAGS, default=_DEFAULTS["dataset"], strict_decoding=True, split_help="Split to train on (CUHK03 / CUHK01 train "
                          "one model per split, e.g. kvmmn/0 or 100/3); default: the dataset's only split.")
 RECIPE = cli.define_config_flags(
     FLAGS, TrainConfig, exclude=_LOOP + _DATA + ("model", "show_progress"),
