@@ -11,6 +11,8 @@ CONSOLE_SCRIPTS = [
     "kvmmn-train = kvmmn.cli.train:run",
     "kvmmn-eval = kvmmn.cli.evaluate:run",
     "kvmmn-export = kvmmn.cli.export:run",
+    "acp-baseline-export = features.cli.export_baseline:run",
+    "acp-export = acp.cli.export:run",
     "acp-baseline-train = features.cli.train_baseline:run",
     "acp-extract = features.cli.extract:run",
     "acp-import-features = features.cli.import_features:run",
@@ -38,6 +40,12 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8", "scikit-learn>=1.4"],
         "plots": ["matplotlib>=3.8", "scikit-learn>=1.4"],
+        # CUDA and cuDNN from pip for TensorFlow on an NVIDIA GPU (Linux): `pip install -e .[gpu]`
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        # the viewer of the training curves every trainer writes (`tensorboard --logdir=runs`)
+        "tensorboard": ["tensorboard>=2.20"],
+        # ONNX conversion of the exported signatures and its runtime (tests/test_serving_convert.py)
+        "onnx": ["tf2onnx>=1.17", "onnxruntime>=1.20"],
     },
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )
