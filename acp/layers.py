@@ -369,7 +369,9 @@ class MemoryRefinement(_PaddingMaskConsumer):
         memory: M `[B, N, d]`.
         sequence: Z `[B, k1, d]`.
         k2: int `[B]`, the refinement length of each sequence, clipped to [1, k1]; sequences of one batch may
-            differ, and R is cut to the longest k2 of the batch, so rows beyond it cost nothing.
+            differ. R is the first k2 rows by the attention mask, not by slicing Z: a slice to the longest k2 would
+            give a shape that depends on the data, which `jax.jit` cannot compile (the masked rows cost k1 - k2
+            more keys, a few percent of ACP's work, and change nothing: their attention weights are exactly 0).
         mask: optional bool `[B, k1]`; padded rows are left out of R even when k2 reaches them.
     Returns M* `[B, N, d]`.
     """
@@ -387,13 +389,12 @@ class MemoryRefinement(_PaddingMaskConsumer):
         self.block.build(memory_shape, sequence_shape)
 
     def call(self, memory, sequence, k2, mask=None, training=None):
-        k2 = ops.clip(ops.cast(ops.reshape(k2, (-1,)), "int32"), 1, ops.shape(sequence)[1])
-        longest = ops.max(k2)
-        refinement = sequence[:, :longest]
-        keep = ops.expand_dims(ops.arange(longest, dtype="int32"), 0) < ops.expand_dims(k2, 1)
+        length = ops.shape(sequence)[1]
+        k2 = ops.clip(ops.cast(ops.reshape(k2, (-1,)), "int32"), 1, length)
+        keep = ops.expand_dims(ops.arange(length, dtype="int32"), 0) < ops.expand_dims(k2, 1)
         if mask is not None:
-            keep = ops.logical_and(keep, ops.cast(mask, "bool")[:, :longest])
-        return self.block(memory, refinement, mask=keep, training=training)
+            keep = ops.logical_and(keep, ops.cast(mask, "bool"))
+        return self.block(memory, sequence, mask=keep, training=training)
 
     def compute_output_shape(self, memory_shape, sequence_shape, k2_shape):
         return memory_shape

@@ -22,8 +22,8 @@ How we read it (choices of ours, each a field of `SequenceConfig`):
 - An epoch is one pass over the training probes in a seeded permutation: `len(train) // batch_size` steps (at
   least one).
 
-Scale: the neighbour search is one chunked pass (`rerank.knn.iter_distance_chunks` and a top-K per chunk, on a
-GPU when one is visible); only each probe's candidate pool is kept (its correct matches within the K plus
+Scale: the neighbour search is one chunked pass (`rerank.knn.iter_knn_chunks`: a top-K per chunk, on a GPU when
+one is visible); only each probe's candidate pool is kept (its correct matches within the K plus
 `num_false` false ones), so memory is O(chunk x N + N x pool), never N x K or N x N. The pools are cached next to
 the checkpoints (`load_or_mine_pools`), keyed by a digest of the features and the settings.
 
@@ -46,7 +46,8 @@ from absl import logging
 from acp.losses import IGNORE_LABEL
 from engine import atomic
 from engine.progress import Progress
-from rerank.knn import METRICS, iter_distance_chunks
+from rerank.knn import METRICS, iter_knn_chunks
+from rerank.neighbours import probe_first
 
 DEFAULT_CHUNK_SIZE = 512
 POOLS_FILE = "sequence_pools.npz"
@@ -106,23 +107,6 @@ class CandidatePools(NamedTuple):
         return len(self.offsets) - 1
 
 
-def probe_first(indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Neighbour lists with each row's own index moved to column 0, the others kept in order.
-
-    A kNN list normally starts with the row itself (distance 0), but exact duplicates can tie with it and be
-    ranked first. Where the row is missing altogether (more duplicates than columns), it is put first and the
-    last neighbour dropped.
-    """
-    indices = np.asarray(indices)
-    is_self = indices == rows[:, None]
-    order = np.argsort(~is_self, axis=1, kind="stable")
-    out = np.take_along_axis(indices, order, axis=1)
-    missing = ~is_self.any(axis=1)
-    if missing.any():
-        out[missing] = np.concatenate([rows[missing, None], indices[missing, :-1]], axis=1)
-    return out
-
-
 def capped_neighbours(requested: int, num_rows: int) -> int:
     """K capped at N - 1 (the neighbours a probe can have), with a warning when it had to be lowered."""
     if num_rows < 2:
@@ -155,10 +139,9 @@ def mine_pools(embedding: np.ndarray, pids: np.ndarray, config: SequenceConfig =
     k = capped_neighbours(config.num_neighbours, len(embedding))
     members, matches, counts = [], [], np.zeros(len(embedding), dtype=np.int64)
     bar = Progress(len(embedding), unit="probes", enabled=bool(verbose))
-    for start, stop, block in iter_distance_chunks(embedding, embedding, config.metric, chunk_size):
+    for start, stop, _, top, _ in iter_knn_chunks(embedding, embedding, k + 1, config.metric, chunk_size):
         rows = np.arange(start, stop)
-        _, top = tf.math.top_k(-tf.constant(block), k=k + 1, sorted=True)
-        neighbours = probe_first(top.numpy(), rows)[:, 1:]
+        neighbours = probe_first(top, rows)[:, 1:]
         same = pids[neighbours] == pids[rows, None]
         false_rank = np.cumsum(~same, axis=1)
         keep = same | (false_rank <= config.num_false)

@@ -42,7 +42,6 @@ import dataclasses
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from kvmmn.layers import (PACKAGE, CoAttention, CoAttentionComparison, CoAttentionFusion, KeyValueMemory,
@@ -252,13 +251,19 @@ class KVMMN(keras.Model):
         images = ops.convert_to_tensor(images, dtype=self.compute_dtype)
         return ops.mean(self.backbone(images, training=training), axis=(1, 2))
 
-    def memory_signature(self, batch_size: int | None = None) -> dict:
-        """`tf.TensorSpec`s of a memory dict, for SavedModel signatures of `score`."""
+    def memory_shapes(self, batch_size: int | None = None) -> dict:
+        """The shape of each tensor of a memory dict for `batch_size` images (None: any number)."""
         c, locations = self.config, self.config.num_locations
-        shapes = {"keys": (batch_size, locations, c.num_heads, c.key_dim),
-                  "values": (batch_size, locations, c.num_heads, c.value_dim),
-                  "reference_comparison": (batch_size, locations, self.comparison_dim),
-                  "pooled": (batch_size, self.backbone.output_shape[-1])}
+        return {"keys": (batch_size, locations, c.num_heads, c.key_dim),
+                "values": (batch_size, locations, c.num_heads, c.value_dim),
+                "reference_comparison": (batch_size, locations, self.comparison_dim),
+                "pooled": (batch_size, self.backbone.output_shape[-1])}
+
+    def memory_signature(self, batch_size: int | None = None) -> dict:
+        """`tf.TensorSpec`s of a memory dict, for SavedModel signatures of `score` (TensorFlow only)."""
+        import tensorflow as tf  # here, not at the top: the model itself runs on every Keras backend
+
+        shapes = self.memory_shapes(batch_size)
         return {name: tf.TensorSpec(shapes[name], tf.float32, name=name) for name in MEMORY_FIELDS}
 
     # --- pairs -----------------------------------------------------------------------------------------------
@@ -282,7 +287,9 @@ class KVMMN(keras.Model):
 
         Uses the query's cached terms (its keys and `reference_comparison`) and the gallery's keys and values.
         `gallery_batch_size` bounds memory: the gallery is scored in chunks of that many images (Q x chunk pairs
-        at a time, inside one `tf.map_fn`, so this also works in a `tf.function` or a SavedModel signature).
+        at a time). On TensorFlow the chunks run inside one `tf.map_fn`, so this also works in a `tf.function` or
+        a SavedModel signature whose gallery size is unknown; on JAX and PyTorch, whose shapes are always known
+        (also under `jax.jit`), they are a loop over gallery slices.
         """
         keys_q, reference_q = query_memory["keys"], query_memory["reference_comparison"]
         keys_g, values_g = gallery_memory["keys"], gallery_memory["values"]
@@ -290,19 +297,11 @@ class KVMMN(keras.Model):
             return self._score_grid(keys_q, reference_q, keys_g, values_g)
         if gallery_batch_size < 1:
             raise ValueError(f"gallery_batch_size={gallery_batch_size} must be >= 1 (or None for one batch)")
-        num_gallery = tf.shape(keys_g)[0]
-        num_chunks = (num_gallery + gallery_batch_size - 1) // gallery_batch_size
-        padding = num_chunks * gallery_batch_size - num_gallery
-
-        def chunked(x):
-            x = tf.pad(x, [[0, padding]] + [[0, 0]] * (len(x.shape) - 1))
-            return tf.reshape(x, tf.concat([[num_chunks, gallery_batch_size], tf.shape(x)[1:]], axis=0))
-
-        scores = tf.map_fn(lambda chunk: self._score_grid(keys_q, reference_q, *chunk),
-                           (chunked(keys_g), chunked(values_g)), fn_output_signature=keys_q.dtype,
-                           parallel_iterations=1)                                  # [chunks, Q, chunk]
-        scores = tf.reshape(tf.transpose(scores, [1, 0, 2]), [tf.shape(keys_q)[0], -1])
-        return scores[:, :num_gallery]
+        if keras.backend.backend() == "tensorflow":
+            return _score_chunks_tf(self._score_grid, keys_q, reference_q, keys_g, values_g, gallery_batch_size)
+        return ops.concatenate([self._score_grid(keys_q, reference_q, keys_g[start:start + gallery_batch_size],
+                                                 values_g[start:start + gallery_batch_size])
+                                for start in range(0, keys_g.shape[0], gallery_batch_size)], axis=1)
 
     def attention_maps(self, memory_a: dict, memory_b: dict, location, head: int | None = None):
         """Co-attention of A's key at a reference `location` over A's and B's feature maps (Fig. 1 and 3).
@@ -346,3 +345,23 @@ class KVMMN(keras.Model):
                         "values": ops.repeat(values[:batch], set_size, axis=0)}
         scores = self.score_pairs(probe_memory, {"keys": keys[batch:], "values": values[batch:]}, training=training)
         return ops.reshape(scores, (batch, set_size))
+
+
+def _score_chunks_tf(score_grid, keys_q, reference_q, keys_g, values_g, gallery_batch_size: int):
+    """`KVMMN.score` in gallery chunks on TensorFlow: one `tf.map_fn` over the zero-padded chunks, one at a time
+    (`parallel_iterations=1` keeps the memory bound), so the gallery size may be unknown until run time."""
+    import tensorflow as tf  # here, not at the top: the TensorFlow backend's path only
+
+    num_gallery = tf.shape(keys_g)[0]
+    num_chunks = (num_gallery + gallery_batch_size - 1) // gallery_batch_size
+    padding = num_chunks * gallery_batch_size - num_gallery
+
+    def chunked(x):
+        x = tf.pad(x, [[0, padding]] + [[0, 0]] * (len(x.shape) - 1))
+        return tf.reshape(x, tf.concat([[num_chunks, gallery_batch_size], tf.shape(x)[1:]], axis=0))
+
+    scores = tf.map_fn(lambda chunk: score_grid(keys_q, reference_q, *chunk),
+                       (chunked(keys_g), chunked(values_g)), fn_output_signature=keys_q.dtype,
+                       parallel_iterations=1)                                  # [chunks, Q, chunk]
+    scores = tf.reshape(tf.transpose(scores, [1, 0, 2]), [tf.shape(keys_q)[0], -1])
+    return scores[:, :num_gallery]

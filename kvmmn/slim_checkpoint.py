@@ -19,7 +19,6 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 SEPARATOR = "__"
 DEFAULT_SCOPE = "InceptionV1"
@@ -90,6 +89,10 @@ def load_slim_checkpoint(model: keras.Model, path: str, scope: str = DEFAULT_SCO
     names each missing or misshapen variable, and no variable of the model is changed. Checkpoint variables the
     model has no layer for are skipped and listed in the returned `LoadSummary`.
     """
+    # Imported here, not at the top: only reading a TF checkpoint needs TensorFlow, and the model (with its
+    # slim layer names) also runs on Keras's JAX and PyTorch backends, where TensorFlow may not be installed.
+    import tensorflow as tf
+
     try:
         reader = tf.train.load_checkpoint(path)
     except (ValueError, tf.errors.OpError) as e:

@@ -22,8 +22,9 @@ The return value (`distances.RerankedDistances`) holds the method's sparse state
 distances one block of query rows at a time: `iter_blocks`, `top_k(k)` for ranked lists, `dense()` (or
 `numpy.asarray`) when the Q x G matrix is explicitly wanted, and `evaluate_reranked(...)` for CMC / mAP / mINP
 under a `data.evaluation` protocol without ever holding Q x G. Nothing N x N is built: one chunked kNN pass
-(TensorFlow, GPU when visible) over the N = Q + G embeddings, then sparse structures with O(k) to O(k^2) non-zeros
-per row.
+(`keras.ops` on the active Keras backend: TensorFlow, JAX or PyTorch, a GPU when visible) over the N = Q + G
+embeddings, then sparse structures (NumPy / SciPy) with O(k) to O(k^2) non-zeros per row. Inputs may be NumPy
+arrays, JAX arrays or PyTorch CPU tensors: anything `numpy.asarray` accepts.
 
 `expand_embeddings(features, neighbour_idx, weights)` is ACP's Eq. 1 (also AQE's and alpha-QE's core), for the
 ACP re-ranker to reuse with its predicted weights.

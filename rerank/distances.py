@@ -26,10 +26,9 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from data.evaluation import default_chunk_size
-from rerank.knn import iter_distance_chunks
+from rerank.knn import iter_distance_chunks, smallest_k
 from rerank.neighbours import progress
 
 
@@ -78,8 +77,7 @@ class RerankedDistances:
         distances = np.empty((len(self.query), k), dtype=np.float32)
         indices = np.empty((len(self.query), k), dtype=np.int64)
         for start, stop, block in self.iter_blocks(chunk_size, verbose):
-            neg, top = tf.math.top_k(-tf.constant(block), k=k, sorted=True)
-            distances[start:stop], indices[start:stop] = -neg.numpy(), top.numpy()
+            distances[start:stop], indices[start:stop] = smallest_k(block, k)
         return distances, indices
 
     def __array__(self, dtype=None, copy=None):

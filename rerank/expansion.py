@@ -8,7 +8,7 @@ fixed weights, so all three call `expand_embeddings`.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 DEFAULT_EXPANSION_CHUNK = 512  # rows per chunk: 512 x k x d gathered floats (k = 25, d = 2048: 105 MB)
 
@@ -20,7 +20,8 @@ def expand_embeddings(features, neighbour_idx, weights, chunk_size: int = DEFAUL
       features: (N, d) embeddings the neighbour indices point into.
       neighbour_idx: (M, k) integer indices into `features` (M may differ from N, e.g. queries only).
       weights: (M, k) weights s (not normalised here: ACP's s are independent sigmoid outputs).
-      chunk_size: rows expanded at once; memory O(chunk_size x k x d). Runs on TensorFlow (a GPU when visible).
+      chunk_size: rows expanded at once; memory O(chunk_size x k x d). Runs on the active Keras backend (a GPU
+        when one is visible).
 
     Returns:
       (M, d) float32 expanded embeddings.
@@ -42,10 +43,12 @@ def expand_embeddings(features, neighbour_idx, weights, chunk_size: int = DEFAUL
         raise ValueError("weights contain a non-finite value")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    table = tf.constant(features)
+    table = ops.convert_to_tensor(features)
     out = np.empty((len(neighbour_idx), features.shape[1]), dtype=np.float32)
     for start in range(0, len(neighbour_idx), chunk_size):
         stop = min(start + chunk_size, len(neighbour_idx))
-        gathered = tf.gather(table, tf.constant(neighbour_idx[start:stop]))
-        out[start:stop] = tf.einsum("nk,nkd->nd", tf.constant(weights[start:stop]), gathered).numpy()
+        # int32 indices (the range is checked above): JAX would narrow int64 with a warning at every chunk.
+        gathered = ops.take(table, ops.convert_to_tensor(neighbour_idx[start:stop].astype(np.int32)), axis=0)
+        out[start:stop] = ops.convert_to_numpy(ops.einsum("nk,nkd->nd", ops.convert_to_tensor(weights[start:stop]),
+                                                          gathered))
     return out

@@ -1,15 +1,20 @@
 """Distances and k-nearest neighbours in chunks: nothing quadratic in memory.
 
 Rows of the left operand are processed `chunk_size` at a time with one matmul and one top-k per chunk, so a
-100K x 100K problem needs O(chunk_size x N) memory. TensorFlow runs the matmul and top-k, on a GPU when one is
-visible; inputs and outputs are numpy arrays.
+100K x 100K problem needs O(chunk_size x N) memory. The active Keras backend (TensorFlow, JAX or PyTorch, see
+`engine.backend`) runs the matmul and top-k with `keras.ops`, on a GPU when one is visible; inputs and outputs are
+numpy arrays.
+
+Ties: every backend returns equal distances lower index first (`smallest_k`), so neighbour lists, and the
+re-rankers built on them, are the same on all three.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from engine.progress import Progress
 
@@ -30,24 +35,59 @@ def _check(a: np.ndarray, b: np.ndarray, metric: str) -> tuple[np.ndarray, np.nd
     return a, b
 
 
-def _distance_block(a: tf.Tensor, b: tf.Tensor, b_sqnorm: tf.Tensor, metric: str) -> tf.Tensor:
-    dot = tf.matmul(a, b, transpose_b=True)
+def _distance_block(a, b, b_sqnorm, metric: str):
+    # einsum, not matmul(a, transpose(b)): eager JAX and TensorFlow would copy the transposed (N, d) reference
+    # for every chunk; each backend's einsum contracts over d in place.
+    dot = ops.einsum("id,jd->ij", a, b)
     if metric == "cosine":
         return 1.0 - dot
-    sq = tf.reduce_sum(a * a, axis=1, keepdims=True) + b_sqnorm[None, :] - 2.0 * dot
-    sq = tf.maximum(sq, 0.0)
-    return tf.sqrt(sq) if metric == "euclidean" else sq
+    sq = ops.sum(a * a, axis=1, keepdims=True) + b_sqnorm[None, :] - 2.0 * dot
+    sq = ops.maximum(sq, 0.0)
+    return ops.sqrt(sq) if metric == "euclidean" else sq
+
+
+def _on_device(b: np.ndarray):
+    """The right operand and its squared row norms as backend tensors, copied to the device once."""
+    b = ops.convert_to_tensor(b)
+    return b, ops.sum(b * b, axis=1)
 
 
 def iter_distance_chunks(a: np.ndarray, b: np.ndarray, metric: str = "euclidean",
                          chunk_size: int = 1024) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield (start, stop, distances of a[start:stop] to all of b) as float32 arrays of shape (stop-start, len(b))."""
     a, b = _check(a, b, metric)
-    b_t = tf.constant(b)
-    b_sqnorm = tf.reduce_sum(b_t * b_t, axis=1)
+    b, b_sqnorm = _on_device(b)
     for start in range(0, len(a), chunk_size):
         stop = min(start + chunk_size, len(a))
-        yield start, stop, _distance_block(tf.constant(a[start:stop]), b_t, b_sqnorm, metric).numpy()
+        block = _distance_block(ops.convert_to_tensor(a[start:stop]), b, b_sqnorm, metric)
+        yield start, stop, ops.convert_to_numpy(block)
+
+
+def smallest_k(x, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest values of each row of `x` (a tensor or array, (n, m)) and their column indices, smallest
+    first, equal values lower index first: (values float32 (n, k), indices int64 (n, k)).
+
+    TensorFlow's and JAX's top-k already order ties so; PyTorch's promises nothing (on the CPU it returns equal
+    values in any order, and not necessarily the lowest-indexed ones), so there the k columns are picked exactly:
+    those below the k-th smallest value, then the lowest-indexed ones equal to it, ordered by a stable sort.
+    """
+    x = ops.convert_to_tensor(x)
+    neg, top = ops.top_k(-x, k=k, sorted=True)
+    if keras.backend.backend() != "torch":
+        return -ops.convert_to_numpy(neg), ops.convert_to_numpy(top).astype(np.int64)
+    kth = -neg[:, k - 1:k]
+    below = x < kth
+    tied = x == kth
+    take_tied = tied & (ops.cumsum(ops.cast(tied, "int32"), axis=1)
+                        <= k - ops.sum(ops.cast(below, "int32"), axis=1, keepdims=True))
+    # The chosen columns carry distinct keys m - j and the others 0, so one more top-k lists exactly the k chosen
+    # columns, lowest index first; a stable sort by value on the (n, k) result then keeps ties in index order.
+    keys = ops.where(below | take_tied, x.shape[1] - ops.arange(x.shape[1], dtype="int32")[None, :], 0)
+    _, chosen = ops.top_k(keys, k=k, sorted=True)
+    values = ops.convert_to_numpy(ops.take_along_axis(x, chosen, axis=1))
+    order = np.argsort(values, axis=1, kind="stable")
+    return (np.take_along_axis(values, order, axis=1),
+            np.take_along_axis(ops.convert_to_numpy(chosen).astype(np.int64), order, axis=1))
 
 
 def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str = "euclidean", chunk_size: int = 1024) -> np.ndarray:
@@ -67,22 +107,29 @@ def knn(query: np.ndarray, reference: np.ndarray, k: int, metric: str = "euclide
     normalise by it). A query row that is also in `reference` finds itself at distance ~0. Ties are broken by
     top-k's order (lower index first). `verbose` shows a progress bar over query rows.
     """
-    query, reference = _check(query, reference, metric)
-    if not 1 <= k <= len(reference):
-        raise ValueError(f"k={k} must be between 1 and the number of reference rows ({len(reference)})")
-    ref_t = tf.constant(reference)
-    ref_sqnorm = tf.reduce_sum(ref_t * ref_t, axis=1)
     dists = np.empty((len(query), k), dtype=np.float32)
     idx = np.empty((len(query), k), dtype=np.int64)
     row_max = np.empty(len(query), dtype=np.float32) if with_row_max else None
     bar = Progress(len(query), unit="neighbour rows", enabled=bool(verbose))
-    for start in range(0, len(query), chunk_size):
-        stop = min(start + chunk_size, len(query))
-        block = _distance_block(tf.constant(query[start:stop]), ref_t, ref_sqnorm, metric)
+    for start, stop, block_dists, block_idx, block_max in iter_knn_chunks(query, reference, k, metric, chunk_size,
+                                                                          with_row_max):
+        dists[start:stop], idx[start:stop] = block_dists, block_idx
         if with_row_max:
-            row_max[start:stop] = tf.reduce_max(block, axis=1).numpy()
-        neg, top = tf.math.top_k(-block, k=k, sorted=True)
-        dists[start:stop] = -neg.numpy()
-        idx[start:stop] = top.numpy()
+            row_max[start:stop] = block_max
         bar.update(stop)
     return (dists, idx, row_max) if with_row_max else (dists, idx)
+
+
+def iter_knn_chunks(query: np.ndarray, reference: np.ndarray, k: int, metric: str = "euclidean",
+                    chunk_size: int = 1024, with_row_max: bool = False):
+    """`knn` one chunk of query rows at a time: yields (start, stop, distances (n, k), indices (n, k), row_max
+    (n,) or None), for callers that keep only part of each chunk's neighbours (memory O(chunk_size x N))."""
+    query, reference = _check(query, reference, metric)
+    if not 1 <= k <= len(reference):
+        raise ValueError(f"k={k} must be between 1 and the number of reference rows ({len(reference)})")
+    reference, ref_sqnorm = _on_device(reference)
+    for start in range(0, len(query), chunk_size):
+        stop = min(start + chunk_size, len(query))
+        block = _distance_block(ops.convert_to_tensor(query[start:stop]), reference, ref_sqnorm, metric)
+        row_max = ops.convert_to_numpy(ops.max(block, axis=1)) if with_row_max else None
+        yield start, stop, *smallest_k(block, k), row_max

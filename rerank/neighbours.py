@@ -2,9 +2,9 @@
 
 Every classic re-ranker (and ACP's Eq. 1) looks at the nearest neighbours of each of the N = Q + G query and
 gallery embeddings among all N. `nearest` finds them with `rerank.knn.knn`'s one pass over row chunks, each a
-distance block (matmul on TensorFlow, a GPU when one is visible) reduced on the device to its top-k and, when
-asked, its row maxima (which k-reciprocal and SCA divide by), so memory stays O(chunk_size x N + N x k) and no
-block makes a round trip through NumPy.
+distance block (matmul on the active Keras backend, a GPU when one is visible) reduced on the device to its top-k
+and, when asked, its row maxima (which k-reciprocal and SCA divide by), so memory stays O(chunk_size x N + N x k)
+and no block makes a round trip through NumPy.
 `neighbour_matrix` turns neighbour lists into the sparse N x N operators (weights, local query expansion) the
 methods are written with; nothing dense and N x N is ever built.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import tensorflow as tf
+from keras import ops
 
 from engine.progress import Progress
 from rerank.knn import knn
@@ -99,21 +99,39 @@ def nearest(features: np.ndarray, k: int, metric: str, chunk_size: int = DEFAULT
     return found if with_row_max else (*found, None)
 
 
+def probe_first(indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Neighbour lists with each row's own index moved to column 0, the others kept in order.
+
+    A kNN list normally starts with the row itself (distance 0), but exact duplicates can tie with it and be
+    ranked first. Where the row is missing altogether (more duplicates than columns), it is put first and the
+    last neighbour dropped.
+    """
+    indices = np.asarray(indices)
+    is_self = indices == rows[:, None]
+    order = np.argsort(~is_self, axis=1, kind="stable")
+    out = np.take_along_axis(indices, order, axis=1)
+    missing = ~is_self.any(axis=1)
+    if missing.any():
+        out[missing] = np.concatenate([rows[missing, None], indices[missing, :-1]], axis=1)
+    return out
+
+
 def pair_sqdistances(features: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances between features[rows[p]] and features[cols[p]], float32.
 
     Same formula as `rerank.knn` (|a|^2 + |b|^2 - 2 a.b, clamped at 0), so a pair also found by `nearest`
     gets the same value up to float32 rounding.
     """
-    x = tf.constant(features)
-    sqnorm = tf.reduce_sum(x * x, axis=1)
+    x = ops.convert_to_tensor(features)
+    sqnorm = ops.sum(x * x, axis=1)
     out = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), _PAIR_CHUNK):
-        r = tf.constant(rows[start:start + _PAIR_CHUNK])
-        c = tf.constant(cols[start:start + _PAIR_CHUNK])
-        dot = tf.reduce_sum(tf.gather(x, r) * tf.gather(x, c), axis=1)
-        out[start:start + _PAIR_CHUNK] = tf.maximum(tf.gather(sqnorm, r) + tf.gather(sqnorm, c) - 2.0 * dot,
-                                                    0.0).numpy()
+        # int32 indices: JAX (64-bit types off by default) would narrow int64 with a warning at every chunk.
+        r = ops.convert_to_tensor(np.asarray(rows[start:start + _PAIR_CHUNK], dtype=np.int32))
+        c = ops.convert_to_tensor(np.asarray(cols[start:start + _PAIR_CHUNK], dtype=np.int32))
+        dot = ops.sum(ops.take(x, r, axis=0) * ops.take(x, c, axis=0), axis=1)
+        out[start:start + _PAIR_CHUNK] = ops.convert_to_numpy(
+            ops.maximum(ops.take(sqnorm, r, axis=0) + ops.take(sqnorm, c, axis=0) - 2.0 * dot, 0.0))
     return out
 
 

@@ -75,7 +75,8 @@ def memory_attention(model, features, query_index: int, k1: int = 21, k2: int = 
         refinement = stack.enter_context(recorded_outputs(refinement_softmax)) if has_refinement else None
         model(acp_model.make_inputs(model, inputs, k2), training=False)
     same = np.concatenate([[True], gallery.pid[gallery_rows] == query.pid[query_index]])
-    return {"init": init[0][0], "refinement": refinement[0][0].mean(axis=0) if has_refinement else None,
+    # The refinement softmax spans all k1 rows, 0 beyond k2 (`acp.layers.MemoryRefinement` masks, not slices).
+    return {"init": init[0][0], "refinement": refinement[0][0].mean(axis=0)[:, :k2] if has_refinement else None,
             "gallery": gallery_rows, "same_identity": same}
 
 
