@@ -55,32 +55,3 @@ def compiled_inference(model: keras.Model, fn: Callable) -> Callable:
         return no_grad
     raise ValueError(f"unsupported Keras backend {name!r}: expected tensorflow, jax or torch")
 
-
-def device_name() -> str:
-    """The device the active backend computes on, in words (e.g. "cuda:0 (NVIDIA H200)", "cpu")."""
-    name = backend()
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_logical_devices("GPU")
-        return f"{gpus[0].name} (TensorFlow)" if gpus else "cpu"
-    if name == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        return f"{device.platform}:{device.id} ({device.device_kind})"
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
-    return "cpu"
-
-
-def synchronize(x) -> None:
-    """Wait until `x` (a tensor or a nest of them) has been computed: the backends run asynchronously on a GPU,
-    so a timing must end here, not when the call returns."""
-    for leaf in keras.tree.flatten(x):
-        if backend() == "jax":
-            leaf.block_until_ready()
-        else:
-            keras.ops.convert_to_numpy(keras.ops.ravel(leaf)[:1])
