@@ -64,7 +64,7 @@ Modules and their API
   `remove_dead_temporaries(path)` (run by every atomic write: temporaries of `path` whose pid is not running).
 `engine.faults`
   `point(name, step)`: with `REID_FAULT=<point>:<step>[,...]` in the environment, SIGKILL this process there
-  (points: step, checkpoint_files, checkpoint_state, results_row); the fault-injection tests' hook.
+  (points: step, checkpoint_data, checkpoint_files, checkpoint_state, results_row); the fault-injection tests' hook.
 `engine.validation`
   `--eval_every` (opt-in): `hold_out(pids, seed)` -> mask of a seeded 10% (2..100) of the training identities;
   `split_samples(train, seed)` -> (train relabelled, held-out samples); `query_mask(pids, camids)` /

@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 
+from engine import faults
+
 _TEMPORARY = re.compile(r"\.tmp-(\d+)")  # what temporary_path adds to a name
 
 
@@ -115,10 +117,11 @@ def write_bytes(path: str, content: bytes) -> str:
     return path
 
 
-def write_checkpoint(checkpoint, prefix: str) -> str:
+def write_checkpoint(checkpoint, prefix: str, step: int | None = None) -> str:
     """`checkpoint.write(prefix)` (a `tf.train.Checkpoint`), atomically: the files are written under a temporary
     prefix, the data shards renamed into place first and the `.index`, which makes a checkpoint exist for every
-    reader, last; a kill leaves either no `<prefix>.index` or a complete checkpoint. Returns `prefix`."""
+    reader, last; a kill leaves either no `<prefix>.index` or a complete checkpoint. Returns `prefix`.
+    `step` names the training step for the fault point between the two renames (`engine.faults`)."""
     remove_dead_temporaries(prefix)
     temporary = checkpoint.write(f"{prefix}.tmp-{os.getpid()}")
     directory = os.path.dirname(os.path.abspath(temporary))
@@ -128,5 +131,7 @@ def write_checkpoint(checkpoint, prefix: str) -> str:
     for entry in os.listdir(directory):
         if entry.startswith(base + ".data-"):
             os.replace(os.path.join(directory, entry), prefix + entry[len(base):])
+    if step is not None:
+        faults.point("checkpoint_data", step)
     os.replace(f"{temporary}.index", f"{prefix}.index")
     return prefix

@@ -8,6 +8,7 @@ Without the variable a point costs one dictionary lookup.
 
 Points (the `step` is the training step just completed, or the item count of a writer):
   step               after a training step (before its hooks and checkpoint)
+  checkpoint_data    after a checkpoint's .data is renamed into place, before its .index
   checkpoint_files   after a checkpoint's .data and .index are written, before the `checkpoint` state file
   checkpoint_state   after the state file, before older checkpoints are deleted
   results_row        in `experiments.results`, after a row's bytes are half written to the temporary file
@@ -18,7 +19,7 @@ import os
 import signal
 
 ENVIRONMENT = "REID_FAULT"
-POINTS = ("step", "checkpoint_files", "checkpoint_state", "results_row")
+POINTS = ("step", "checkpoint_data", "checkpoint_files", "checkpoint_state", "results_row")
 
 
 def armed() -> dict[str, set[int]]:

@@ -219,7 +219,7 @@ def save_checkpoint(checkpoint, directory: str, step: int, keep: int) -> str:
     """Write `checkpoint` (a tf.train.Checkpoint) as `directory/ckpt-<step>`, atomically; then the state file;
     then delete all but the `keep` newest checkpoints, and any numbered above `step` (those exist only when a
     restart skipped them as unreadable). Returns the prefix."""
-    prefix = atomic.write_checkpoint(checkpoint, checkpoint_prefix(directory, step))
+    prefix = atomic.write_checkpoint(checkpoint, checkpoint_prefix(directory, step), step)
     faults.point("checkpoint_files", step)
     steps = [s for s in checkpoint_steps(directory) if s <= step]
     kept = steps[-keep:]

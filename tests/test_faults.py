@@ -82,12 +82,15 @@ def restored_steps(caplog):
 @pytest.mark.parametrize("kind, fault, resumed_from", [
     ("acp", "step:3", 2),  # mid-interval: the steps since checkpoint 2 are redone
     ("kvmmn", "checkpoint_files:4", 4),  # between checkpoint 4's files and the state file, which still says 2
+    ("kvmmn", "checkpoint_data:4", 2),  # checkpoint 4's data in place, not its index: checkpoint 4 does not exist
     ("baseline", "checkpoint_state:4", 4),  # after the state file, before older checkpoints are deleted
 ])
 def test_killed_run_resumes_bit_exact(kind, fault, resumed_from, synthetic_root, reference, tmp_path, caplog):
     killed = str(tmp_path / "killed")
     run_child(kind, killed, synthetic_root, fault)
     assert run_dir.checkpoint_steps(killed)[-1] == resumed_from
+    if fault.startswith("checkpoint_data"):  # an orphan data file, which the resumed run replaces
+        assert os.path.exists(f"{killed}/ckpt-4.data-00000-of-00001")
     if fault.startswith("checkpoint_files"):  # the state file was not updated: the files decide
         assert tf.train.latest_checkpoint(killed).endswith(f"ckpt-{resumed_from - child.CHECKPOINT_EVERY}")
     caplog.set_level(logging.INFO, logger="absl")
