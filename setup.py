@@ -38,7 +38,13 @@ setup(
         "simplejpeg>=1.9",  # strict JPEG decoding: libjpeg warnings as errors (data.pipeline.read_image)
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8", "scikit-learn>=1.4"],
+        # JAX and PyTorch for the backend tests (tests/test_backends.py). torch==2.13.0: the CPU build this machine
+        # image carries (43 s to install); any other release or range takes a CUDA build of several GB from PyPI.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8", "scikit-learn>=1.4", "jax[cpu]>=0.5",
+                 "torch==2.13.0"],
+        # re-ranking and inference on JAX without TensorFlow: `pip install --no-deps -e .` and then these (README,
+        # "Keras backends"); with TensorFlow installed too, `pip install -e .[jax]` adds JAX beside it
+        "jax": ["keras>=3.10", "jax[cpu]>=0.5", "numpy>=1.26", "scipy>=1.11", "absl-py>=2.1"],
         "plots": ["matplotlib>=3.8", "scikit-learn>=1.4"],
         # CUDA and cuDNN from pip for TensorFlow on an NVIDIA GPU (Linux): `pip install -e .[gpu]`
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
