@@ -1,8 +1,8 @@
 """GPU benchmark without TensorFlow (issue 19): kNN, every re-ranker, ACP and KVM-MN inference on JAX and PyTorch.
 
 Runs on a bare machine with CUDA, JAX and PyTorch but neither TensorFlow nor a network: it installs nothing from
-the network. Keras and its small pure-Python needs may come as wheels in a folder (`--wheels DIR`), installed with
-`pip --no-index` into a folder under --output_dir's parent that only this script's processes see. Each backend runs
+the network. Keras and its small needs may come as wheels in a folder (`--wheels DIR`), installed with
+`pip --no-index --no-deps` into a temporary folder that only this script's processes see. Each backend runs
 in its own process (KERAS_BACKEND must be set before Keras is imported), one after the other, within
 --time_limit seconds all together (8 minutes by default; a measurement that would start after its backend's share
 is recorded as skipped). Rows, each with its device, backend and precision:
@@ -51,8 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scale", choices=sorted(SCALES), default="full",
                         help="full: the sizes of the module docstring; small: a CPU smoke run (the test suite)")
     parser.add_argument("--wheels", default=None,
-                        help="a folder of wheels (keras and its pure-Python needs) installed offline when Keras is "
-                             "missing")
+                        help="a folder of wheels installed offline, each without dependencies, when Keras is missing: "
+                             "keras and what the machine lacks of its needs (absl-py, namex, optree, rich, "
+                             "markdown-it-py, mdurl, pygments, h5py)")
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "benchmarks", "results"),
                         help="where gpu.json and gpu.md are written")
     parser.add_argument("--time_limit", type=float, default=480.0,
@@ -81,9 +82,14 @@ def _site_with_keras(wheels: str | None, scratch: str) -> str | None:
     if wheels is None:
         raise SystemExit("Keras is not installed: give --wheels=DIR with a keras wheel and its needs (pip download "
                          "keras -d DIR on a machine with a network)")
+    # Every wheel of the folder, without resolving dependencies: what the machine already has (numpy, ml_dtypes,
+    # built for its JAX and PyTorch) must not be shadowed by another copy, and pip must not look for anything else.
+    found = sorted(os.path.join(wheels, name) for name in os.listdir(wheels) if name.endswith(".whl"))
+    if not any(os.path.basename(path).lower().startswith("keras-") for path in found):
+        raise SystemExit(f"--wheels={wheels} holds no keras wheel")
     target = os.path.join(scratch, "site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", wheels, "--target",
-                    target, "--quiet", "keras"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--target", target,
+                    "--quiet", *found], check=True)
     return target
 
 

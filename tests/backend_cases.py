@@ -49,8 +49,9 @@ SKIPPED = {"jax": ("kvmmn_inception",), "torch": ()}
 
 
 def _randomize(model: keras.Model, seed: int) -> None:
-    """Random batch-norm statistics (inference-mode batch norm is then a non-trivial affine map, so a backend that
-    mishandled it would differ) and weights scaled to keep activations O(1) through the backbone."""
+    """Random batch-norm parameters and statistics: inference-mode batch norm is then a non-trivial affine map, so a
+    backend that mishandled it would differ. (With Inception V1 the untrained score head saturates: its scores are
+    one constant, so that model is compared on its memories and attention maps.)"""
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         kind = variable.path.rsplit("/", 1)[-1]
@@ -167,6 +168,19 @@ def compute(models: dict, inputs: dict) -> dict[str, np.ndarray]:
     for key, value in evaluate(pairwise_distance(query, gallery), *labels, protocol="single_shot", max_rank=5,
                                trials=3).items():
         out[f"evaluate.single_shot.{key}"] = np.asarray(value)
+    # A compiled predictor (engine.backend.compiled_inference) must read the weights at every call: after new
+    # weights are assigned it gives the new outputs (one that baked the weights in would repeat the old ones).
+    model = models["acp_embedding"]
+    predict = acp_rerank.sequence_predictor(model, (acp_model.EMBEDDING_NAME,), K2)
+    sequences = keras.ops.convert_to_tensor(np.arange(14, dtype=np.int32).reshape(2, 7))
+    table = keras.ops.convert_to_tensor(inputs[acp_model.EMBEDDING_NAME])
+    out["compiled.before_assign"] = _numpy(predict(sequences, table))
+    saved = [_numpy(v.value) for v in model.trainable_variables]
+    for variable in model.trainable_variables:
+        variable.assign(keras.ops.convert_to_tensor(_numpy(variable.value) * 1.5))
+    out["compiled.after_assign"] = _numpy(predict(sequences, table))
+    for variable, value in zip(model.trainable_variables, saved):
+        variable.assign(value)
     return out
 
 
