@@ -17,7 +17,8 @@ mean / std of RGB). Compare embeddings with the cosine distance (FastReID's test
     features = served.signatures["embed"](images=tf.constant(uint8_images))   # features["embedding"], ["f3"] ...
 
 Export folders follow TensorFlow Serving's layout, `<export_dir>/<version>/` (`engine.export`); metadata.json holds
-the signatures as written, the preprocessing, the model configuration and the checkpoint.
+the signatures as written, the preprocessing, the model configuration and (acp-baseline-export) the checkpoint
+and its run's baseline_config.json as `training_config`.
 """
 from __future__ import annotations
 

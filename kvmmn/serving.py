@@ -13,8 +13,8 @@ Signatures (inputs and outputs by name; Q queries, G gallery images, L locations
 resize to the model's image size, [-1, 1]). An image's memory is computed once: a query keeps its keys and
 reference_comparison, a gallery image its keys and values (and `pooled`, the L2 feature of a shortlist); `score`
 takes exactly those four tensors. It scores `query_batch_size` queries against `gallery_batch_size` gallery
-images at a time (a `tf.while_loop` over chunks), so its working memory is bounded by their product whatever Q and G are
-(`metadata.json` gives the bytes per pair), besides the [Q, G] scores themselves. In Python:
+images at a time (a `tf.while_loop` over chunks), so its working memory is bounded by their product whatever Q
+and G are (`metadata.json` gives the bytes per pair), besides the [Q, G] scores themselves. In Python:
 
     served = tf.saved_model.load("exported/kvmmn/1")
     query = served.signatures["embed"](images=tf.constant(query_uint8))

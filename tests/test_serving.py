@@ -292,8 +292,11 @@ def test_metadata_names_what_the_signatures_take_and_give(exports, served):
     baseline = json.loads(open(os.path.join(exports["baseline"][0], "metadata.json")).read())
     assert baseline["preprocessing"]["normalization"] == "imagenet" and baseline["preprocessing"]["std"][0] == 0.229
     assert ModelConfig(**baseline["model_config"]) == BASELINE_TINY
+    assert baseline["training_config"] == json.loads(open(os.path.join(exports["baseline"][2],
+                                                                       baseline_training.MODEL_CONFIG_FILE)).read())
     acp = json.loads(open(os.path.join(exports["acp"][0], "metadata.json")).read())
     assert acp["preset"] == "basic" and acp["model_config"]["model_dim"] == 16
+    assert acp["training_config"]["preset"] == "basic" and acp["training_config"]["config"]["model_dim"] == 16
     assert acp["rerank"]["metric"] == "cosine" and acp["rerank"]["default_k2"] == 6
     assert set(acp["signatures"]["correlations"]["outputs"]) == {"correlations"}
     assert set(acp["signatures"]["rerank"]["outputs"]) == {"indices", "distances"}

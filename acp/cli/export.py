@@ -8,6 +8,8 @@ must be new, empty or an earlier acp-export folder. See `acp.serving` for the si
 """
 from __future__ import annotations
 
+import os
+
 from absl import flags, logging
 
 from acp import checkpoint as acp_checkpoint
@@ -31,8 +33,9 @@ def main(argv):
     run_dir.claim(export_dir, serving.EXPORT_TOOL)  # before loading anything: not into a folder not ours
     _, prefix = acp_checkpoint.resolve(checkpoint)
     model, preset, config = acp_checkpoint.restore_model(prefix)
+    stored = run_dir.read_json(os.path.join(os.path.dirname(prefix), acp_checkpoint.CONFIG_FILE))
     version_dir = serving.export_saved_model(model, export_dir, preset, config, FLAGS["metric"].value,
-                                             extra_metadata={"checkpoint": prefix})
+                                             extra_metadata={"checkpoint": prefix, "training_config": stored})
     logging.info("exported %s to %s", prefix, version_dir)
     print(version_dir)
 

@@ -8,6 +8,8 @@ must be new, empty or an earlier acp-baseline-export folder. See `features.servi
 """
 from __future__ import annotations
 
+import os
+
 from absl import flags, logging
 
 from engine import cli, run_dir
@@ -26,7 +28,9 @@ def main(argv):
     export_dir = cli.require(FLAGS, "export_dir", "the folder the numbered exports go to")
     run_dir.claim(export_dir, serving.EXPORT_TOOL)  # before loading anything: not into a folder not ours
     model, config, path = training.restore_model(checkpoint)
-    version_dir = serving.export_saved_model(model, config, export_dir, extra_metadata={"checkpoint": path})
+    stored = run_dir.read_json(os.path.join(os.path.dirname(path), training.MODEL_CONFIG_FILE))
+    version_dir = serving.export_saved_model(model, config, export_dir,
+                                             extra_metadata={"checkpoint": path, "training_config": stored})
     logging.info("exported %s to %s", path, version_dir)
     print(version_dir)
 
