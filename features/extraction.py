@@ -64,6 +64,8 @@ def extract(model, model_config: ModelConfig, record, output: str, *, checkpoint
 
     plan = {"dataset": record.name, "split": record.split, "checkpoint": os.path.abspath(checkpoint) if checkpoint
             else "", "image_size": list(model_config.image_size)}
-    return feature_file.write_chunked(output, rows, compute, chunk_size, plan, dataset=record.name,
-                                  source=f"acp-extract {checkpoint}".strip(), overwrite=overwrite,
-                                  on_chunk=lambda done, total: progress.update(done, force=True))
+    # the record's facts travel with the rows: a re-ranker evaluates the file under its own protocol
+    return feature_file.write_chunked(output, rows, compute, chunk_size, plan, overwrite=overwrite,
+                                      on_chunk=lambda done, total: progress.update(done, force=True),
+                                      dataset=record.name, dataset_split=record.split or "",
+                                      protocol=record.protocol, source=f"acp-extract {checkpoint}".strip())

@@ -1,18 +1,25 @@
 """The feature file: what a re-ID baseline hands to ACP and the classic re-rankers.
 
-Schema, format version 1 (a NumPy `.npz`, uncompressed; N images of one dataset split):
+Schema, format version 2 (a NumPy `.npz`, uncompressed; N images of one dataset split):
 
 | key         | dtype / shape     | holds |
 |-------------|-------------------|-------|
-| `version`   | int64, scalar     | `FORMAT_VERSION` (1); readers refuse versions they do not know |
+| `version`   | int64, scalar     | `FORMAT_VERSION` (2); readers refuse versions they do not know (1 is read too) |
 | `dataset`   | str, scalar       | the dataset's registry name (`data.datasets.names()`), "" if unknown |
+| `dataset_split` | str, scalar   | the dataset split the rows are (the reader's `Record.split`, e.g. "kvmmn/0", "800/3"), "" if unknown |
+| `protocol`  | str, scalar       | the evaluation protocol of that split (the reader's `Record.protocol`, one of `data.evaluation.PROTOCOLS`), "" if unknown |
 | `source`    | str, scalar       | what produced the file (e.g. "acp-extract ckpt-1200", "import pytorch_result.mat") |
 | `embedding` | float32, [N, D]   | the retrieval feature; for our baseline the BNNeck output (post-BN), as BoT tests |
 | `pid`       | int64, [N]        | identity: train ids relabelled 0..P-1, query/gallery ids original, distractors 0; `NO_LABEL` (-1) for an image without labels (search mode) |
 | `camid`     | int64, [N]        | camera id; `NO_LABEL` exactly where pid is |
 | `split`     | int8, [N]         | 0 train, 1 query, 2 gallery (`SPLIT_CODES`) |
 | `path`      | str, [N]          | absolute image path (`acp-extract`), so the file names its images wherever it is read; "" when the source had none (imported arrays) |
-| `f3`,`f4`,`f5` | float32, [N,512], [N,1024], [N,2048] | optional group, all three or none: the global-average-pooled C3, C4, C5 of ResNet-50 that ACP's multi-block feature fusion reads (ACP Sec. III-B1, Eq. 2) |
+| `f3`,`f4`,`f5` | float32, [N, D3], [N, D4], [N, D5] | optional group, all three or none: the global-average-pooled last three blocks of the backbone that ACP's multi-block feature fusion reads (ACP Sec. III-B1, Eq. 2); any widths (ResNet-50's C3, C4, C5: 512, 1024, 2048, `RESNET50_BLOCK_WIDTHS`), each array carries its own (`FeatureSet.block_widths`) |
+
+Facts travel with the rows: `protocol` and `dataset_split` are written from the dataset reader's record when the
+features are extracted (`features.extraction`), so re-ranking evaluates a file under its own protocol without the
+dataset on disk (`rerank.runner`). Version 1 files (no `protocol`, `dataset_split`; widths fixed to ResNet-50's)
+are read as version 2 with both facts "".
 
 All arrays hold finite values. `load_features` checks every rule and raises `FeatureFileError` naming the file
 and the field. Large sets (100K images) are written in chunks (`ChunkedFeatureWriter`): each chunk is its own
@@ -30,16 +37,20 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from data.evaluation import PROTOCOLS
 from engine import atomic, run_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 PARTS_TOOL = "acp-extract"  # the owner named in a `<output>.parts` folder's marker (`engine.run_dir`)
 NO_LABEL = -1  # pid and camid of an image without labels (search mode: a folder of crops, an unlabelled list)
 SPLIT_CODES = {"train": 0, "query": 1, "gallery": 2}
 SPLIT_NAMES = {code: name for name, code in SPLIT_CODES.items()}
-MULTI_BLOCK_WIDTHS = {"f3": 512, "f4": 1024, "f5": 2048}
-ARRAY_FIELDS = ("embedding", "pid", "camid", "split", "path") + tuple(MULTI_BLOCK_WIDTHS)
-META_FIELDS = ("version", "dataset", "source")
+BLOCK_NAMES = ("f3", "f4", "f5")
+RESNET50_BLOCK_WIDTHS = {"f3": 512, "f4": 1024, "f5": 2048}  # what our baseline writes (`features.head`)
+ARRAY_FIELDS = ("embedding", "pid", "camid", "split", "path") + BLOCK_NAMES
+META_FIELDS = ("version", "dataset", "source", "dataset_split", "protocol")
+FACTS = ("dataset", "source", "dataset_split", "protocol")  # the string scalars that describe the rows
 
 
 class FeatureFileError(ValueError):
@@ -74,15 +85,14 @@ def _int_labels(values, field: str, origin: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _float_matrix(values, field: str, origin: str, width: int | None = None) -> np.ndarray:
+def _float_matrix(values, field: str, origin: str) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 2:
         raise FeatureFileError(f"{origin}: field '{field}' must be 2-D [N, D], got shape {array.shape}")
     if array.dtype.kind not in "fiu":
         raise FeatureFileError(f"{origin}: field '{field}' must hold numbers, got dtype {array.dtype}")
-    if width is not None and array.shape[1] != width:
-        raise FeatureFileError(f"{origin}: field '{field}' has width {array.shape[1]}, expected {width} "
-                               "(multi-block features are the pooled C3/C4/C5 of ResNet-50: 512, 1024, 2048)")
+    if array.shape[1] < 1:
+        raise FeatureFileError(f"{origin}: field '{field}' has width 0")
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         bad = int(np.argwhere(~np.isfinite(array))[0][0])
@@ -104,6 +114,8 @@ class FeatureSet:
     f5: np.ndarray | None = None
     dataset: str = ""
     source: str = ""
+    dataset_split: str = ""
+    protocol: str = ""
     version: int = FORMAT_VERSION
     origin: str = dataclasses.field(default="<arrays>", repr=False, compare=False)
 
@@ -123,13 +135,13 @@ class FeatureSet:
         if self.path.dtype.kind not in "U" or self.path.ndim != 1:
             raise FeatureFileError(f"{origin}: field 'path' must be a 1-D array of strings, got "
                                    f"{self.path.dtype} {self.path.shape}")
-        blocks = [name for name in MULTI_BLOCK_WIDTHS if getattr(self, name) is not None]
-        if blocks and len(blocks) != len(MULTI_BLOCK_WIDTHS):
-            missing = sorted(set(MULTI_BLOCK_WIDTHS) - set(blocks))
+        blocks = [name for name in BLOCK_NAMES if getattr(self, name) is not None]
+        if blocks and len(blocks) != len(BLOCK_NAMES):
+            missing = sorted(set(BLOCK_NAMES) - set(blocks))
             raise FeatureFileError(f"{origin}: multi-block features come as a group: has {blocks} but not "
                                    f"{missing}")
         for name in blocks:
-            setattr(self, name, _float_matrix(getattr(self, name), name, origin, MULTI_BLOCK_WIDTHS[name]))
+            setattr(self, name, _float_matrix(getattr(self, name), name, origin))
         for name in ARRAY_FIELDS[1:]:
             value = getattr(self, name)
             if value is not None and len(value) != n:
@@ -138,7 +150,11 @@ class FeatureSet:
         if half.any():
             raise FeatureFileError(f"{origin}: row {int(np.argmax(half))} has a pid or a camid of {NO_LABEL} (no "
                                    "label) but not both; an image has both labels or neither")
-        self.dataset, self.source = str(self.dataset), str(self.source)
+        for name in FACTS:
+            setattr(self, name, str(getattr(self, name)))
+        if self.protocol and self.protocol not in PROTOCOLS:
+            raise FeatureFileError(f"{origin}: field 'protocol' is {self.protocol!r}; expected one of {PROTOCOLS} "
+                                   "or '' (unknown)")
 
     def __len__(self) -> int:
         return self.embedding.shape[0]
@@ -156,6 +172,15 @@ class FeatureSet:
         return self.f3, self.f4, self.f5
 
     @property
+    def block_widths(self) -> dict[str, int]:
+        """{"f3": D3, "f4": D4, "f5": D5} of the multi-block features ({} without them)."""
+        return {name: getattr(self, name).shape[1] for name in BLOCK_NAMES} if self.has_multi_block else {}
+
+    def facts(self) -> dict[str, str]:
+        """dataset, source, dataset_split and protocol: what a subset or a concatenation keeps."""
+        return {name: getattr(self, name) for name in FACTS}
+
+    @property
     def labelled(self) -> bool:
         """Whether every row has a pid and a camid (none is `NO_LABEL`): what evaluation needs."""
         return not (self.pid == NO_LABEL).any()
@@ -171,7 +196,7 @@ class FeatureSet:
     def select(self, mask_or_index) -> "FeatureSet":
         """The rows chosen by a boolean mask or an index array, as a new FeatureSet."""
         fields = {name: value[mask_or_index] for name, value in self.arrays().items()}
-        return FeatureSet(**fields, dataset=self.dataset, source=self.source, origin=self.origin)
+        return FeatureSet(**fields, **self.facts(), origin=self.origin)
 
     def subset(self, split) -> "FeatureSet":
         """The rows of one split, by name ("train", "query", "gallery") or code."""
@@ -194,34 +219,42 @@ class FeatureSet:
 
     def summary(self) -> str:
         counts = {name: int((self.split == code).sum()) for name, code in SPLIT_CODES.items()}
-        blocks = "with f3/f4/f5" if self.has_multi_block else "without multi-block features"
-        return (f"{self.origin}: {len(self)} x {self.dim} embeddings of {self.dataset or 'an unnamed dataset'} "
-                f"(train {counts['train']}, query {counts['query']}, gallery {counts['gallery']}), {blocks}")
+        blocks = (f"with f3/f4/f5 of widths {'/'.join(map(str, self.block_widths.values()))}" if self.has_multi_block
+                  else "without multi-block features")
+        split = f" split {self.dataset_split}" if self.dataset_split else ""
+        protocol = f"protocol {self.protocol}" if self.protocol else "no protocol recorded"
+        return (f"{self.origin}: {len(self)} x {self.dim} embeddings of {self.dataset or 'an unnamed dataset'}{split} "
+                f"(train {counts['train']}, query {counts['query']}, gallery {counts['gallery']}), {protocol}, "
+                f"{blocks}")
 
 
-def concatenate(parts: Sequence[FeatureSet], dataset: str = "", source: str = "",
-                origin: str = "<arrays>") -> FeatureSet:
-    """Rows of several FeatureSets in order (all with or all without multi-block features)."""
+def concatenate(parts: Sequence[FeatureSet], origin: str = "<arrays>", **facts) -> FeatureSet:
+    """Rows of several FeatureSets in order (all with or all without multi-block features, of the same widths).
+
+    `facts` (dataset, source, dataset_split, protocol) default to the first part's."""
     if not parts:
         raise FeatureFileError("concatenate needs at least one FeatureSet")
-    if len({part.has_multi_block for part in parts}) > 1:
-        raise FeatureFileError("cannot concatenate feature sets with and without multi-block features: "
-                               + ", ".join(part.origin for part in parts))
+    if len({tuple(part.block_widths.items()) for part in parts}) > 1:
+        raise FeatureFileError("cannot concatenate feature sets with different multi-block features: "
+                               + ", ".join(f"{part.origin} {part.block_widths or 'none'}" for part in parts))
     fields = {name: np.concatenate([part.arrays()[name] for part in parts]) for name in parts[0].arrays()}
-    return FeatureSet(**fields, dataset=dataset or parts[0].dataset, source=source or parts[0].source,
-                      origin=origin)
+    return FeatureSet(**fields, **{**parts[0].facts(), **{k: v for k, v in facts.items() if v}}, origin=origin)
 
 
-def _meta_arrays(dataset: str, source: str) -> dict[str, np.ndarray]:
-    return {"version": np.asarray(FORMAT_VERSION, np.int64), "dataset": np.asarray(str(dataset)),
-            "source": np.asarray(str(source))}
+def _meta_arrays(**facts) -> dict[str, np.ndarray]:
+    """The scalar fields of a file: the format version and the FACTS (all of them, "" where unknown)."""
+    unknown = set(facts) - set(FACTS)
+    if unknown:
+        raise ValueError(f"unknown feature-file facts {sorted(unknown)}; expected {FACTS}")
+    return {"version": np.asarray(FORMAT_VERSION, np.int64),
+            **{name: np.asarray(str(facts.get(name, ""))) for name in FACTS}}
 
 
 def save_features(file_path: str, features: FeatureSet) -> str:
     """Write `features` to `file_path` (.npz; atomically, `engine.atomic`). Returns the path."""
     with atomic.atomic_path(file_path) as temporary:
         with open(temporary, "wb") as handle:
-            np.savez(handle, **features.arrays(), **_meta_arrays(features.dataset, features.source))
+            np.savez(handle, **features.arrays(), **_meta_arrays(**features.facts()))
     return file_path
 
 
@@ -242,19 +275,20 @@ def load_features(file_path: str) -> FeatureSet:
         version = archive["version"]
         if version.shape != () or version.dtype.kind not in "iu":
             raise FeatureFileError(f"{file_path}: field 'version' must be an integer scalar, got {version!r}")
-        if int(version) != FORMAT_VERSION:
+        if int(version) not in READABLE_VERSIONS:
             raise FeatureFileError(f"{file_path}: field 'version' is {int(version)}, but this code reads format "
-                                   f"version {FORMAT_VERSION} only")
+                                   f"versions {list(READABLE_VERSIONS)} only")
         for field in ("embedding", "pid", "camid", "split"):
             if field not in keys:
                 raise FeatureFileError(f"{file_path}: required field '{field}' is missing")
-        unknown = keys - set(ARRAY_FIELDS) - set(META_FIELDS)
+        known = META_FIELDS[:3] if int(version) == 1 else META_FIELDS  # version 1 had no dataset_split, protocol
+        unknown = keys - set(ARRAY_FIELDS) - set(known)
         if unknown:
-            raise FeatureFileError(f"{file_path}: unknown fields {sorted(unknown)} (format version {FORMAT_VERSION}"
-                                   f" has {list(META_FIELDS + ARRAY_FIELDS)})")
+            raise FeatureFileError(f"{file_path}: unknown fields {sorted(unknown)} (format version {int(version)}"
+                                   f" has {list(known + ARRAY_FIELDS)})")
         fields = {name: archive[name] for name in ARRAY_FIELDS if name in keys}
-        meta = {name: str(archive[name]) for name in ("dataset", "source") if name in keys}
-    return FeatureSet(**fields, **meta, origin=file_path)
+        facts = {name: str(archive[name]) for name in FACTS if name in keys}
+    return FeatureSet(**fields, **facts, origin=file_path)
 
 
 # ----------------------------------------------------------------------------------------------- chunked writing
@@ -333,8 +367,9 @@ class ChunkedFeatureWriter:
                                    f"{len(features)}")
         save_features(self.chunk_path(index), features)
 
-    def finalize(self, dataset: str = "", source: str = "", keep_parts: bool = False) -> str:
-        """Assemble the chunks into `output` (streamed: one chunk's field in memory at a time)."""
+    def finalize(self, keep_parts: bool = False, **facts) -> str:
+        """Assemble the chunks into `output` (streamed: one chunk's field in memory at a time); `facts`: dataset,
+        source, dataset_split, protocol."""
         missing = self.pending()
         if missing:
             raise FeatureFileError(f"{self.parts_dir}: chunks {missing[:10]} are missing; run the extraction again")
@@ -362,7 +397,7 @@ class ChunkedFeatureWriter:
                 with np.load(self.chunk_path(index), allow_pickle=False) as archive:
                     yield archive[name]
 
-        meta = _meta_arrays(dataset, source)
+        meta = _meta_arrays(**facts)
         with atomic.atomic_path(self.output) as temporary, \
                 zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, (shape, dtype) in layout.items():
@@ -375,13 +410,13 @@ class ChunkedFeatureWriter:
 
 
 def write_chunked(output: str, rows: Sequence, compute: Callable[[Sequence], FeatureSet], chunk_size: int,
-                  plan: dict, dataset: str = "", source: str = "", overwrite: bool = False,
-                  on_chunk: Callable[[int, int], None] | None = None) -> str:
+                  plan: dict, overwrite: bool = False, on_chunk: Callable[[int, int], None] | None = None,
+                  **facts) -> str:
     """Compute and write a feature file for `rows` (e.g. (Sample, split) pairs) `chunk_size` rows at a time.
 
     `compute(rows_of_one_chunk) -> FeatureSet` runs only for chunks not yet on disk, so rerunning after a kill
     continues where it stopped. `plan` identifies the job (see ChunkedFeatureWriter); the digest of `rows` is
-    added to it. `on_chunk(done, total)` reports progress.
+    added to it. `on_chunk(done, total)` reports progress. `facts`: dataset, source, dataset_split, protocol.
     """
     plan = {**plan, "rows_sha256": _digest(repr(row) for row in rows)}
     writer = ChunkedFeatureWriter(output, len(rows), chunk_size, plan, overwrite=overwrite)
@@ -393,4 +428,4 @@ def write_chunked(output: str, rows: Sequence, compute: Callable[[Sequence], Fea
         done += 1
         if on_chunk is not None:
             on_chunk(done, writer.num_chunks)
-    return writer.finalize(dataset=dataset, source=source)
+    return writer.finalize(**facts)

@@ -59,9 +59,11 @@ def _split_rows(features, pids, camids, split: str, origin: str, dataset: str, s
 
 def import_arrays(query_features=None, query_pids=None, query_camids=None, gallery_features=None, gallery_pids=None,
                   gallery_camids=None, train_features=None, train_pids=None, train_camids=None, dataset: str = "",
-                  source: str = "import numpy arrays", origin: str = "<arrays>") -> FeatureSet:
+                  source: str = "import numpy arrays", origin: str = "<arrays>", protocol: str = "",
+                  dataset_split: str = "") -> FeatureSet:
     """One FeatureSet from per-split arrays (train optional; query and gallery without pids and camids are
-    unlabelled, see the module docstring); FeatureFileError naming the missing or mismatched field."""
+    unlabelled, see the module docstring); FeatureFileError naming the missing or mismatched field. `protocol` and
+    `dataset_split` are recorded in the file (its evaluation protocol; "" = unknown)."""
     given = {"train": (train_features, train_pids, train_camids), "query": (query_features, query_pids, query_camids),
              "gallery": (gallery_features, gallery_pids, gallery_camids)}
     parts = []
@@ -81,7 +83,8 @@ def import_arrays(query_features=None, query_pids=None, query_camids=None, galle
     dims = {part.origin: part.dim for part in parts}
     if len(set(dims.values())) > 1:
         raise FeatureFileError(f"{origin}: feature dimensions differ between splits: {dims}")
-    return concatenate(parts, dataset=dataset, source=source, origin=origin)
+    return concatenate(parts, origin=origin, dataset=dataset, source=source, protocol=protocol,
+                       dataset_split=dataset_split)
 
 
 def _mat_version(path: str) -> str:
@@ -129,8 +132,8 @@ def _orient(features: np.ndarray, count: int, column_major: bool, where: str) ->
     raise FeatureFileError(f"{where} has shape {features.shape}, but the labels name {count} images")
 
 
-def import_mat(path: str, dataset: str = "") -> FeatureSet:
-    """Read a layumi-style `pytorch_result.mat` (MATLAB v5 or v7.3) into a FeatureSet."""
+def import_mat(path: str, dataset: str = "", protocol: str = "", dataset_split: str = "") -> FeatureSet:
+    """Read a layumi-style `pytorch_result.mat` (MATLAB v5 or v7.3) into a FeatureSet (facts as `import_arrays`)."""
     if not os.path.isfile(path):
         raise FeatureFileError(f"{path}: file not found")
     version = _mat_version(path)
@@ -148,7 +151,8 @@ def import_mat(path: str, dataset: str = "") -> FeatureSet:
         pids, camids = np.ravel(contents[keys[1]]), np.ravel(contents[keys[2]])
         features = _orient(contents[keys[0]], len(pids), version == "hdf5", f"{path}: field '{keys[0]}'")
         arrays.update({f"{split}_features": features, f"{split}_pids": pids, f"{split}_camids": camids})
-    return import_arrays(**arrays, dataset=dataset, source=f"import {os.path.basename(path)}", origin=path)
+    return import_arrays(**arrays, dataset=dataset, source=f"import {os.path.basename(path)}", origin=path,
+                         protocol=protocol, dataset_split=dataset_split)
 
 
 def load_array(spec: str, name: str) -> np.ndarray:

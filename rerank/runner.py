@@ -25,9 +25,9 @@ lists (`top_k`) are the result, written by `write_top_list` as ranking files (`r
 top-k gallery items with their image paths and distances, and whether each is a match when labels exist).
 Parameters derived from N/C need the gallery's identities, so in search mode they must be given.
 
-The protocol comes from the file's `dataset` field (`PROTOCOL_BY_DATASET`; "market1501" for the other datasets and
-for files without a dataset name) unless one is given. No dataset needs to be on disk for that: the table mirrors
-the protocols the readers of `data.datasets` put in their records.
+The evaluation protocol is the one the feature file records (`protocol`: written from the dataset reader's
+`Record.protocol` by `acp-extract`, or given to `acp-import-features`) unless one is passed. A file that records
+none (format version 1, or imported without one) is evaluated with DEFAULT_PROTOCOL, and the outcome's notes say so.
 """
 from __future__ import annotations
 
@@ -41,13 +41,7 @@ from rerank import rankings, registry
 from rerank.evaluation import evaluate_reranked
 from rerank.neighbourhood import default_k1, k1_floor_note
 
-# Records of these datasets evaluate with another protocol than market1501 (their readers in data.datasets).
-PROTOCOL_BY_DATASET = {"vehicleid": "vehicleid", "cuhk01": "single_shot", "cuhk03_labeled": "single_shot",
-                       "cuhk03_detected": "single_shot"}
-
-
-def protocol_for(dataset: str) -> str:
-    return PROTOCOL_BY_DATASET.get(dataset, "market1501")
+DEFAULT_PROTOCOL = "market1501"  # for feature files that record none
 
 
 def method_names() -> tuple[str, ...]:
@@ -132,12 +126,16 @@ def evaluate_method(features, method: str, params: dict | None = None, model=Non
                                    table_iv_neighbourhood)
     for note in notes:
         logging.warning("%s: %s", method, note)
-    protocol = protocol or protocol_for(features.dataset)
+    if labelled and not (protocol or features.protocol):
+        notes.append(f"{features.origin} records no evaluation protocol (format version 1, or imported without "
+                     f"--protocol): evaluated with {DEFAULT_PROTOCOL}; pass --protocol to choose")
+        logging.warning("%s", notes[-1])
+    protocol = protocol or features.protocol or DEFAULT_PROTOCOL
     start = time.perf_counter()
     result, used = run_method(query, gallery, method, params, model, metric, verbose)
     rerank_seconds = time.perf_counter() - start
     out = {"method": method, "params": used, "notes": notes, "table_iv_neighbourhood": table_iv_neighbourhood,
-           "protocol": protocol, "dataset": features.dataset,
+           "protocol": protocol, "dataset": features.dataset, "dataset_split": features.dataset_split,
            "features": features.origin, "num_query": len(query), "num_gallery": len(gallery), "labelled": labelled}
     if labelled:
         metrics = evaluate_reranked(result, query.pid, gallery.pid, query.camid, gallery.camid,

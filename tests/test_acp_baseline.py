@@ -199,6 +199,9 @@ def test_train_extract_chain_on_synthetic_data(tiny_root, tmp_path):
     assert len(loaded.train) == len(tiny_record.train) and len(loaded.query) == len(tiny_record.query)
     assert len(loaded.gallery) == len(tiny_record.gallery) and loaded.has_multi_block
     assert loaded.dataset == "synthetic" and loaded.source.endswith("ckpt-3")
+    # the reader's facts travel with the rows (rerank.runner evaluates under the recorded protocol)
+    assert (loaded.protocol, loaded.dataset_split) == (tiny_record.protocol, tiny_record.split or "") \
+        and loaded.protocol == "market1501"
     assert list(loaded.query.path) == [s.path for s in tiny_record.query]
     np.testing.assert_array_equal(loaded.gallery.pid, [s.pid for s in tiny_record.gallery])
     # the stored features are the restored model's outputs for the pipeline's images

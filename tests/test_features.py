@@ -21,7 +21,7 @@ def make_set(n=7, dim=6, multi_block=True, seed=0, **overrides):
                   path=np.array([f"img/{i:0{i + 1}d}.jpg" for i in range(n)]), dataset="synthetic", source="test")
     if multi_block:
         fields.update({name: rng.normal(size=(n, width)).astype(np.float32)
-                       for name, width in feature_files.MULTI_BLOCK_WIDTHS.items()})
+                       for name, width in feature_files.RESNET50_BLOCK_WIDTHS.items()})
     fields.update(overrides)
     return FeatureSet(**fields)
 
@@ -64,13 +64,13 @@ def nan_row(n=7, dim=6):
     (dict(path=np.array(["a"] * 8)), "field 'path' has 8 rows"),
     (dict(embedding=nan_row()), "field 'embedding' holds NaN or infinite values \\(first in row 3\\)"),
     (dict(f4=np.full((7, 1024), np.inf, np.float32)), "field 'f4' holds NaN or infinite"),
-    (dict(f4=np.zeros((7, 1000), np.float32)), "field 'f4' has width 1000, expected 1024"),
+    (dict(f4=np.zeros((7, 0), np.float32)), "field 'f4' has width 0"),  # any other width is a backbone's
     (dict(f5=None), "multi-block features come as a group"),
     (dict(split=["train"] * 6 + ["test"]), "field 'split' holds unknown names \\['test'\\]"),
     (dict(split=[0] * 6 + [5]), "field 'split' holds codes other than"),
     (dict(pid=np.full(7, 1.5)), "field 'pid' must hold integers"),
     (dict(embedding=np.zeros(7, np.float32)), "field 'embedding' must be 2-D"),
-    (dict(version=2), "field 'version' is 2"),
+    (dict(version=1), "field 'version' is 1"),  # read from version 1 files, written as the current version
 ])
 def test_bad_arrays_name_the_field(overrides, message):
     with pytest.raises(FeatureFileError, match=message):
@@ -81,7 +81,7 @@ def test_bad_files_name_the_file_and_field(tmp_path):
     good = make_set()
     arrays = {**good.arrays(), "version": np.int64(1), "dataset": np.str_(""), "source": np.str_("")}
     cases = {
-        "version2.npz": ({**arrays, "version": np.int64(2)}, "field 'version' is 2"),
+        "version3.npz": ({**arrays, "version": np.int64(3)}, "field 'version' is 3"),
         "noversion.npz": ({k: v for k, v in arrays.items() if k != "version"}, "field 'version' is missing"),
         "nopid.npz": ({k: v for k, v in arrays.items() if k != "pid"}, "required field 'pid' is missing"),
         "extra.npz": ({**arrays, "logits": np.zeros(7)}, "unknown fields \\['logits'\\]"),
@@ -245,12 +245,14 @@ def test_import_command_line(tmp_path):
     output = tmp_path / "imported.npz"
     fv = import_features.FLAGS
     cli.parse(fv, ["acp-import-features", f"--input={tmp_path / 'pytorch_result.mat'}", f"--output={output}",
-        "--dataset=market1501"])
+        "--dataset=market1501", "--protocol=single_shot", "--dataset_split=0"])
     try:
         import_features.main([])
     finally:
         fv.unparse_flags()
-    check_layumi_import(feature_files.load_features(str(output)), arrays)
+    imported = feature_files.load_features(str(output))
+    check_layumi_import(imported, arrays)
+    assert (imported.protocol, imported.dataset_split) == ("single_shot", "0")  # recorded for acp-rerank
 
 
 def test_import_without_labels_is_search_mode(tmp_path):

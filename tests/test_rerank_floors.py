@@ -26,7 +26,8 @@ def single_shot(seed=0) -> feature_files.FeatureSet:
     embedding = np.concatenate([centres + 0.6 * rng.normal(size=centres.shape) for _ in range(2)])
     pid = np.tile(np.arange(NUM_IDS), 2)
     return feature_files.FeatureSet(embedding=embedding.astype(np.float32), pid=pid, camid=np.repeat([0, 1], NUM_IDS),
-                               split=np.repeat([1, 2], NUM_IDS), dataset="cuhk03_labeled", origin="single_shot")
+                                    split=np.repeat([1, 2], NUM_IDS), dataset="cuhk03_labeled", protocol="single_shot",
+                                    origin="single_shot")
 
 
 def unchanged_distances(data):

@@ -119,7 +119,7 @@ def write_feature_file(path):
     embedding = np.concatenate([train.query, train.gallery, test.query, test.gallery])
     rng = np.random.default_rng(0)
     blocks = {name: (embedding @ rng.normal(size=(16, width)) / 4.0).astype(np.float32)
-              for name, width in feature_file.MULTI_BLOCK_WIDTHS.items()}
+              for name, width in feature_file.RESNET50_BLOCK_WIDTHS.items()}
     feature_file.save_features(str(path), feature_file.FeatureSet(
         embedding=embedding, pid=np.concatenate([train.q_pids, train.g_pids, test.q_pids, test.g_pids]),
         camid=np.concatenate([train.q_camids, train.g_camids, test.q_camids, test.g_camids]),
