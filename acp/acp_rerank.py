@@ -3,9 +3,10 @@ neighbours (itself included), s predicted by ACP; then query-gallery distances o
 
 Steps, each chunked so that memory stays linear in N = Q + G (nothing N x N, nothing N x k1 x D at once):
 1. one kNN pass over the N stacked query + gallery embeddings (`rerank.nearest`: matmul + top-k per chunk, on
-   a GPU when one is visible), each row's own index moved to the front (`acp.sequences.probe_first`);
+   a GPU when one is visible), each row's own index moved to the front (`rerank.neighbours.probe_first`);
 2. ACP on the sequences, `batch_size` at a time: the per-image inputs (f3/f4/f5, or the embedding without
-   multi-block fusion) are gathered inside one `tf.function` from tables held once on the device;
+   multi-block fusion) are gathered inside one compiled function (`engine.backend.compiled_inference`: a
+   `tf.function`, `jax.jit` or PyTorch without autograd) from tables held once on the device;
 3. Eq. 1 with the predicted s (`rerank.expand_embeddings`, chunked);
 4. distances between the expanded query and gallery embeddings, produced block by block by the returned
    `rerank.RerankedDistances` (exact evaluation, top-k lists, or a dense matrix only when asked for).
@@ -33,15 +34,15 @@ from typing import Mapping
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
+from keras import ops
 
 from acp import model as acp_model
-from acp.sequences import probe_first
+from engine.backend import compiled_inference
 from features import feature_file as feature_files
 from rerank import RerankedDistances, check_features, expand_embeddings, nearest, registry
 from rerank.neighbourhood import default_k1, k1_floor_note
-from rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, l2_normalize, progress, stack
+from rerank.neighbours import DEFAULT_CHUNK_SIZE, check_count, l2_normalize, probe_first, progress, stack
 
 DEFAULT_K2 = 6
 DEFAULT_BATCH_SIZE = 256  # sequences per ACP call: 256 x k1 x 3584 gathered floats (k1 = 25: 92 MB)
@@ -72,20 +73,17 @@ def check_inputs(model: keras.Model, tables: Mapping[str, np.ndarray], num_rows:
 
 @functools.lru_cache(maxsize=4)
 def sequence_predictor(model: keras.Model, names: tuple[str, ...], k2: int):
-    """A `tf.function(indices, *tables)` -> s gathering each sequence's per-image inputs (tables in `names` order)
-    on the device and running ACP in inference mode.
+    """A compiled `predict(indices, *tables)` -> s gathering each sequence's per-image inputs (tables in `names`
+    order) on the device and running ACP in inference mode, on the active Keras backend.
 
-    Cached per (model, input names, k2) and traced once: the tables are arguments, not captured constants, so
-    re-ranking split after split (the experiments' tables) reuses one graph instead of retracing ACP per call.
+    Cached per (model, input names, k2): the tables are arguments, not captured constants, so re-ranking split
+    after split (the experiments' tables) reuses one compiled function instead of compiling ACP per call.
     """
-    signature = [tf.TensorSpec([None, None], tf.int64)] + [tf.TensorSpec([None, None], tf.float32)] * len(names)
-
-    @tf.function(input_signature=signature)
     def predict(indices, *tables):
-        gathered = {name: tf.gather(table, indices) for name, table in zip(names, tables)}
+        gathered = {name: ops.take(table, indices, axis=0) for name, table in zip(names, tables)}
         return model(acp_model.make_inputs(model, gathered, k2), training=False)
 
-    return predict
+    return compiled_inference(model, predict)
 
 
 def predict_correlations(model: keras.Model, tables: Mapping[str, np.ndarray], neighbour_idx: np.ndarray,
@@ -98,13 +96,16 @@ def predict_correlations(model: keras.Model, tables: Mapping[str, np.ndarray], n
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     names = tuple(sorted(tables))
-    device_tables = [tf.constant(tables[name]) for name in names]
+    device_tables = [ops.convert_to_tensor(tables[name]) for name in names]
     predict = sequence_predictor(model, names, int(k2))
+    # int32 indices: N < 2^31, and JAX (64-bit types off by default) would narrow int64 with a warning.
+    neighbour_idx = np.asarray(neighbour_idx, dtype=np.int32)
     out = np.empty(neighbour_idx.shape, dtype=np.float32)
     bar = progress(len(neighbour_idx), verbose, "sequences")
     for start in range(0, len(neighbour_idx), batch_size):
         stop = min(start + batch_size, len(neighbour_idx))
-        out[start:stop] = predict(tf.constant(neighbour_idx[start:stop], tf.int64), *device_tables).numpy()
+        out[start:stop] = ops.convert_to_numpy(predict(ops.convert_to_tensor(neighbour_idx[start:stop]),
+                                                       *device_tables))
         bar.update(stop)
     return out
 
