@@ -1,6 +1,7 @@
-"""ResNet v1 backbones of the re-ID baseline (`features.head.build_baseline`): the ResNet-50 of the strong baseline
-(BoT, Luo et al. 2019) that ACP's features come from (ACP Sec. IV-B1), returning the C3, C4, C5 blocks that ACP's
-multi-block fusion pools (ACP Sec. III-B1), and the loader of ImageNet weight files.
+"""Backbones of the re-ID baseline (`features.head.build_baseline`), by name (`register_backbone`; a user registers
+theirs the same way): built in, "resnet", the ResNet-50 of the strong baseline (BoT, Luo et al. 2019) that ACP's
+features come from (ACP Sec. IV-B1), returning the C3, C4, C5 blocks that ACP's multi-block fusion pools (ACP Sec.
+III-B1); and the loader of ImageNet weight files.
 
 Choices of ours (WORKSPACE.md lists them):
 - The backbone is our own Keras build of ResNet-50 v1 with the layer names and layout of
@@ -16,7 +17,7 @@ Choices of ours (WORKSPACE.md lists them):
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import h5py
 import keras
@@ -151,3 +152,43 @@ def load_pretrained(model: keras.Model, path: str) -> int:
         layer.set_weights(values)
         assigned += 1
     return assigned
+
+
+# ----------------------------------------------------------------------------------------------- registry
+_BACKBONES: dict[str, Callable] = {}
+
+
+def register_backbone(name: str, build: Callable, replace: bool = False) -> Callable:
+    """Make `build(input_shape, config) -> keras.Model` the backbone of `ModelConfig(backbone=name)`.
+
+    The model maps images [B, H, W, 3] to a list of its last three blocks' feature maps [B, h, w, C3/C4/C5], of
+    any widths: the baseline pools them into f3, f4, f5 (ACP's multi-block inputs; the feature file records their
+    widths) and puts its BNNeck embedding on the last. `config` is the `features.head.ModelConfig` (image size,
+    and the ResNet fields the built-in backbone reads). A name already taken is an error unless `replace`.
+    """
+    if not callable(build):
+        raise ValueError(f"backbone {name!r}: build must be callable, got {build!r}")
+    if name in _BACKBONES and not replace and _BACKBONES[name] is not build:
+        raise ValueError(f"a backbone named {name!r} is already registered; pass replace=True to replace it")
+    _BACKBONES[name] = build
+    return build
+
+
+def get_backbone(name: str) -> Callable:
+    """The backbone builder registered as `name`; a ValueError names the registered ones otherwise."""
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; registered: {sorted(_BACKBONES)}")
+    return _BACKBONES[name]
+
+
+def backbone_names() -> tuple[str, ...]:
+    return tuple(sorted(_BACKBONES))
+
+
+def _resnet(input_shape, config) -> keras.Model:
+    """The built-in backbone: ResNet v1 of `config.depth` (or `config.blocks`) with `config.last_stride`."""
+    return resnet_v1(input_shape, config.stage_blocks, config.last_stride,
+                     name=f"resnet{config.depth}" if config.blocks is None else "resnet")
+
+
+register_backbone("resnet", _resnet)

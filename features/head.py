@@ -16,7 +16,7 @@ import dataclasses
 import keras
 from absl import logging
 
-from features.backbone import BN_MOMENTUM, RESNET_BLOCKS, ImageNetToCaffe, load_pretrained, resnet_v1
+from features.backbone import BN_MOMENTUM, RESNET_BLOCKS, ImageNetToCaffe, get_backbone, load_pretrained
 
 BLOCK_OUTPUTS = ("f3", "f4", "f5")
 
@@ -30,7 +30,10 @@ class ModelConfig:
     depth: int = 50
     blocks: tuple[int, ...] | None = None  # overrides `depth` (small test networks)
     last_stride: int = 1
-    caffe_input: bool = True
+    caffe_input: bool = True  # ImageNetToCaffe before the backbone (keras.applications' ResNet weights want it)
+    backbone: str = dataclasses.field(default="resnet", metadata={"help": (
+        "Backbone by its registered name (features.backbone.register_backbone; built in: resnet, which --depth, "
+        "--blocks and --last_stride configure).")})
 
     def __post_init__(self):
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
@@ -53,8 +56,7 @@ def build_baseline(config: ModelConfig, pretrained: str | None = None) -> keras.
     the backbone; without it the backbone starts from random weights.
     """
     height, width = config.image_size
-    backbone = resnet_v1((height, width, 3), config.stage_blocks, config.last_stride,
-                         name=f"resnet{config.depth}" if config.blocks is None else "resnet")
+    backbone = get_backbone(config.backbone)((height, width, 3), config)
     if pretrained:
         count = load_pretrained(backbone, pretrained)
         logging.info("loaded ImageNet weights of %d layers from %s", count, pretrained)
