@@ -85,5 +85,6 @@ def test_the_comparison_sees_a_difference(case):
                  "acp_embedding.rerank", "rerank.gnn", "rerank.ecn"):
         assert np.ptp(expected[name]) > 1e-3, name
     assert not np.array_equal(expected["knn.ties.indices"][:, 0], np.arange(30))  # duplicates tie with the row
-    assert 0 < expected["rerank.k_reciprocal.evaluate.mAP"] < 1
+    for method in backend_cases.RERANK_PARAMS:
+        assert 0 < expected[f"rerank.{method}.evaluate.mAP"] < 1, method
     assert np.abs(expected["compiled.after_assign"] - expected["compiled.before_assign"]).max() > 1e-3
