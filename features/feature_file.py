@@ -286,8 +286,11 @@ def load_features(file_path: str) -> FeatureSet:
         if unknown:
             raise FeatureFileError(f"{file_path}: unknown fields {sorted(unknown)} (format version {int(version)}"
                                    f" has {list(known + ARRAY_FIELDS)})")
-        fields = {name: archive[name] for name in ARRAY_FIELDS if name in keys}
-        facts = {name: str(archive[name]) for name in FACTS if name in keys}
+        try:  # members are decompressed and CRC-checked only when read
+            fields = {name: archive[name] for name in ARRAY_FIELDS if name in keys}
+            facts = {name: str(archive[name]) for name in FACTS if name in keys}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise FeatureFileError(f"{file_path}: a field cannot be read ({err}); the file is damaged") from None
     return FeatureSet(**fields, **facts, origin=file_path)
 
 

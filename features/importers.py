@@ -137,7 +137,10 @@ def import_mat(path: str, dataset: str = "", protocol: str = "", dataset_split: 
     if not os.path.isfile(path):
         raise FeatureFileError(f"{path}: file not found")
     version = _mat_version(path)
-    contents = _read_mat_hdf5(path) if version == "hdf5" else _read_mat_v5(path)
+    try:
+        contents = _read_mat_hdf5(path) if version == "hdf5" else _read_mat_v5(path)
+    except (OSError, ValueError, EOFError, KeyError) as err:  # a cut or damaged file fails inside scipy / h5py
+        raise FeatureFileError(f"{path}: not a readable MATLAB .mat file ({err})") from None
     arrays = {}
     for split in MAT_SPLITS:
         keys = (f"{split}_f", f"{split}_label", f"{split}_cam")

@@ -104,8 +104,6 @@ def test_user_errors_are_one_line_naming_the_flag_or_file(tmp_path):
     assert not os.path.exists(tmp_path / "t")  # nothing written
 
 
-@pytest.mark.xfail(strict=True, reason="features.importers reads a .mat, and features.feature_file an archive "
-                   "member, outside the try that names the file (library fix pending; issue 21 item 4)")
 def test_broken_files_read_by_libraries_are_one_line(tmp_path):
     mat = tmp_path / "pytorch_result.mat"
     scipy.io.savemat(mat, {"query_f": np.ones((3, 4)), "gallery_f": np.ones((5, 4))})
