@@ -83,7 +83,9 @@ def sequence_predictor(model: keras.Model, names: tuple[str, ...], k2: int):
         gathered = {name: ops.take(table, indices, axis=0) for name, table in zip(names, tables)}
         return model(acp_model.make_inputs(model, gathered, k2), training=False)
 
-    return compiled_inference(model, predict)
+    widths = {tensor.name: tensor.shape[-1] for tensor in model.inputs}
+    signature = [((None, None), "int32")] + [((None, widths[name]), "float32") for name in names]
+    return compiled_inference(model, predict, signature)
 
 
 def predict_correlations(model: keras.Model, tables: Mapping[str, np.ndarray], neighbour_idx: np.ndarray,

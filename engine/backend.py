@@ -13,7 +13,7 @@ module is the one place that knows it:
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 
@@ -23,15 +23,21 @@ def backend() -> str:
     return keras.backend.backend()
 
 
-def compiled_inference(model: keras.Model, fn: Callable) -> Callable:
+def compiled_inference(model: keras.Model, fn: Callable,
+                       signature: Sequence[tuple[tuple[int | None, ...], str]] | None = None) -> Callable:
     """`fn(*arrays)`, which calls `model` (or its methods) in inference mode, compiled for the active backend.
 
     `fn` must take and return tensors (or nests of them) and must not change the model's variables.
+    `signature`, one (shape, dtype) per argument with None for the sizes that vary: on TensorFlow, one trace then
+    serves every call (without it, the second shape seen traces again before shapes are generalised). JAX compiles
+    per shape whatever is given; PyTorch does not compile.
     """
     name = backend()
     if name == "tensorflow":
         import tensorflow as tf
 
+        if signature is not None:
+            return tf.function(fn, input_signature=[tf.TensorSpec(shape, dtype) for shape, dtype in signature])
         return tf.function(fn, reduce_retracing=True)
     if name == "jax":
         import jax
