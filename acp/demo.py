@@ -39,14 +39,15 @@ import os
 import time
 
 import numpy as np
+from absl import logging
 import tensorflow as tf
 
 from acp import model as acp_model
 from acp import acp_rerank, training  # noqa: F401  (acp_rerank registers the method "acp")
 from data import datasets, synthetic
-from engine import distribute
+from engine import distribute, run_dir
 from engine.seed import set_seed
-from engine.train_loop import LoopConfig
+from engine.train_loop import LoopConfig, RestoreError
 from features import extraction
 from features import feature_file as feature_files
 from features import training as baseline_training
@@ -98,13 +99,26 @@ def train_and_extract(record, work_dir: str, config: DemoConfig, strategy, verbo
 
 
 def train_acp(features: feature_files.FeatureSet, work_dir: str, config: DemoConfig, strategy, verbose: int):
-    set_seed(config.seed)
+    """Train (or resume) the demo's ACP in `work_dir`/acp. A run there that this version cannot resume (one
+    written before a change to what checkpoints hold, e.g. the dropout states) is the demo's own cache: it is
+    deleted, with a warning, and trained again, rather than stopping the demo."""
+    train_dir = os.path.join(work_dir, "acp")
     acp_config = acp_model.make_config(config.acp_preset, **dict(config.acp_overrides))
-    result = training.train(features, LoopConfig(os.path.join(work_dir, "acp"), 0, checkpoint_every=10_000,
-                                                 log_every=10, show_progress=bool(verbose)),
-                            config.acp_preset, acp_config, config.acp_recipe, strategy, seed=config.seed,
-                            verbose=verbose)
-    return result["model"]
+
+    def train():
+        set_seed(config.seed)
+        return training.train(features, LoopConfig(train_dir, 0, checkpoint_every=10_000, log_every=10,
+                                                   show_progress=bool(verbose)),
+                              config.acp_preset, acp_config, config.acp_recipe, strategy, seed=config.seed,
+                              verbose=verbose)["model"]
+
+    try:
+        return train()
+    except RestoreError as err:
+        logging.warning("the demo's ACP run in %s was written by an older version and cannot resume (%s); "
+                        "training it again", train_dir, str(err).splitlines()[0])
+        run_dir.remove_owned(train_dir, training.TOOL)
+        return train()
 
 
 def compare(features: feature_files.FeatureSet, model, methods=DEMO_METHODS, verbose: int = 0) -> dict[str, dict]:
