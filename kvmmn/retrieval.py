@@ -14,6 +14,10 @@ is its position in the query's final ranking (0, 1, ..., G-1, exact in float32 u
 mINP then follow the dataset's protocol (`Record.protocol`: Market-1501's same-camera removal, the single-shot
 CUHK protocol); the removal of same-identity-same-camera images happens after ranking, as it always does.
 
+The ranking is produced and evaluated one block of query rows at a time (`ShortlistDistances`, a
+`rerank.distances.RerankedDistances` like every re-ranker's output), so memory is O(block x G), never the dense
+[Q, G] matrix.
+
 The pooled-L2 ranking alone (the same backbone, no matching network) is evaluated beside it as a baseline.
 """
 from __future__ import annotations
@@ -25,13 +29,11 @@ import tensorflow as tf
 from absl import logging
 
 from data import datasets
-from data.evaluation import evaluate
 from data.record import Record
-from engine.progress import Progress
 from kvmmn.embedding import embed_memories
 from kvmmn.model import KVMMN
-from rerank.evaluation import evaluate_features
-from rerank.knn import iter_distance_chunks
+from rerank.distances import RerankedDistances
+from rerank.evaluation import evaluate_features, evaluate_reranked
 
 QUERY_FIELDS = ("keys", "reference_comparison", "pooled")
 GALLERY_FIELDS = ("keys", "values", "pooled")
@@ -90,48 +92,71 @@ class Scorer:
         return out
 
 
-def ranking_distances(model: KVMMN, query: dict, gallery: dict, shortlist: int | None = 100,
-                      pair_batch_size: int = 1024, progress: bool = False) -> np.ndarray:
-    """[Q, G] float32: each gallery image's position in each query's final ranking (see the module docstring).
+class ShortlistDistances(RerankedDistances):
+    """Each gallery image's position in each query's final ranking (see the module docstring), produced one block of
+    query rows at a time like every re-ranker's output (`rerank.distances.RerankedDistances`): `iter_blocks(chunk_size)`
+    yields float32 [rows, G] blocks, so evaluating (`rerank.evaluate_reranked`) needs O(chunk_size x G) memory, never
+    the [Q, G] matrix; `dense()` builds that matrix only where it is asked for.
 
     query: memories with keys, reference_comparison and pooled; gallery: memories with keys, values and pooled.
-    shortlist: K, or None for every gallery image. pair_batch_size: (query, gallery) pairs scored at once.
+    shortlist: K, or None for every gallery image. pair_batch_size: (query, gallery) pairs scored at once, whatever
+    the block size.
     """
-    num_query, num_gallery = len(query["pooled"]), len(gallery["pooled"])
-    k = num_gallery if shortlist is None else min(shortlist, num_gallery)
-    exhaustive = k == num_gallery
-    scorer = Scorer(model)
-    rows_per_batch = max(1, pair_batch_size // k)
-    positions = np.arange(num_gallery, dtype=np.float32)
-    out = np.empty((num_query, num_gallery), np.float32)
-    bar = Progress(num_query, unit="query", enabled=bool(progress))
-    for start, stop, l2 in iter_distance_chunks(query["pooled"], gallery["pooled"], "euclidean", rows_per_batch):
+
+    def __init__(self, model: KVMMN, query: dict, gallery: dict, shortlist: int | None = 100,
+                 pair_batch_size: int = 1024):
+        # The blocks the base class computes are the pooled-L2 distances the shortlist is drawn from.
+        super().__init__(query["pooled"], gallery["pooled"], "euclidean")
+        self.memories = (query, gallery)
+        num_gallery = len(gallery["pooled"])
+        self.k = num_gallery if shortlist is None else min(shortlist, num_gallery)
+        self.pair_batch_size = pair_batch_size
+        self.scorer = Scorer(model)
+
+    def _rerank(self, start: int, stop: int, l2: np.ndarray) -> np.ndarray:
+        query, gallery = self.memories
+        num_gallery, k = l2.shape[1], self.k
         order = np.argsort(l2, axis=1, kind="stable")
         candidates = order[:, :k]
-        rows = np.arange(start, stop)
-        if exhaustive:
-            scores = np.take_along_axis(scorer.grid(query, rows, gallery, max(1, pair_batch_size // len(rows))),
-                                        candidates, axis=1)
-        else:
-            scores = scorer.sets(query, rows, gallery, candidates)
+        scores = np.empty(candidates.shape, np.float32)
+        # Queries scored at once: pair_batch_size // K of them (their K candidates each), one at a time for K = G.
+        rows_per_batch = max(1, self.pair_batch_size // k)
+        for first in range(0, stop - start, rows_per_batch):
+            last = min(first + rows_per_batch, stop - start)
+            rows = np.arange(start + first, start + last)
+            if k == num_gallery:
+                grid = self.scorer.grid(query, rows, gallery, max(1, self.pair_batch_size // len(rows)))
+                scores[first:last] = np.take_along_axis(grid, candidates[first:last], axis=1)
+            else:
+                scores[first:last] = self.scorer.sets(query, rows, gallery, candidates[first:last])
         if not np.all(np.isfinite(scores)):
             raise FloatingPointError(f"non-finite KVM-MN scores for queries {start}..{stop - 1}")
         rescored = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable"), axis=1)
         ranking = np.concatenate([rescored, order[:, k:]], axis=1)
-        block = np.empty((len(rows), num_gallery), np.float32)
-        np.put_along_axis(block, ranking, np.broadcast_to(positions, ranking.shape), axis=1)
-        out[start:stop] = block
-        bar.update(stop)
-    return out
+        block = np.empty(ranking.shape, np.float32)
+        np.put_along_axis(block, ranking, np.broadcast_to(np.arange(num_gallery, dtype=np.float32), ranking.shape),
+                          axis=1)
+        return block
+
+
+def ranking_distances(model: KVMMN, query: dict, gallery: dict, shortlist: int | None = 100,
+                      pair_batch_size: int = 1024, progress: bool = False) -> np.ndarray:
+    """The dense [Q, G] float32 matrix of `ShortlistDistances` (only where it fits and is wanted: evaluation goes
+    block by block)."""
+    return ShortlistDistances(model, query, gallery, shortlist, pair_batch_size).dense(verbose=int(progress))
 
 
 def evaluate_record(model: KVMMN, record: Record, shortlist: int | None = 100, batch_size: int = 64,
                     pair_batch_size: int = 1024, max_rank: int = 50, scratch_dir: str | None = None,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, chunk_size: int | None = None) -> dict:
     """KVM-MN and its pooled-L2 baseline on `record`'s query and gallery under `record.protocol`.
 
+    Both are evaluated `chunk_size` query rows at a time (default `data.evaluation.default_chunk_size`): memory
+    O(chunk_size x G), never the dense [Q, G] matrix.
+
     Returns {"kvmmn": evaluation dict, "pooled_l2": evaluation dict, "seconds": {"embed", "rank", "evaluate"}} with
-    the evaluation dicts of `data.evaluation.evaluate`.
+    the evaluation dicts of `data.evaluation.evaluate` ("rank": ranking and evaluating KVM-MN, one pass over blocks;
+    "evaluate": the pooled-L2 baseline).
     """
     if not record.query or not record.gallery:
         raise ValueError(f"dataset {record.name!r} split {record.split or 'default'!r} has an empty query or gallery "
@@ -144,12 +169,14 @@ def evaluate_record(model: KVMMN, record: Record, shortlist: int | None = 100, b
     gallery = embed_memories(model, record.gallery, GALLERY_FIELDS, batch_size, progress, scratch_dir, "gallery")
     seconds["embed"] = time.perf_counter() - started
     started = time.perf_counter()
-    distances = ranking_distances(model, query, gallery, shortlist, pair_batch_size, progress)
+    # Ranking and evaluating are one pass over blocks of query rows ("rank" times both; "evaluate" the baseline).
+    distances = ShortlistDistances(model, query, gallery, shortlist, pair_batch_size)
+    result = evaluate_reranked(distances, protocol=record.protocol, max_rank=max_rank, chunk_size=chunk_size,
+                               verbose=int(progress), **labels)
     seconds["rank"] = time.perf_counter() - started
     started = time.perf_counter()
-    result = evaluate(distances, protocol=record.protocol, max_rank=max_rank, **labels)
     baseline = evaluate_features(query["pooled"], gallery["pooled"], protocol=record.protocol, max_rank=max_rank,
-                                 **labels)
+                                 chunk_size=chunk_size, **labels)
     seconds["evaluate"] = time.perf_counter() - started
     return {"kvmmn": result, "pooled_l2": baseline, "seconds": seconds}
 

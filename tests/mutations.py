@@ -217,4 +217,13 @@ MUTATIONS = [
                 "        self.interval = refresh_seconds if self.interactive else log_seconds\n"
                 "        self.interactive = True\n")],
      "tests": ["tests/test_cli.py"], "select": "progress"},
+    {"name": "kvmmn_eval_builds_dense_ranking",
+     "why": "kvmmn-eval must evaluate the shortlist ranking block by block (O(block x G)), not build the [Q, G] matrix",
+     "edits": [("kvmmn/retrieval.py", "result = evaluate_reranked(distances, protocol=record.protocol",
+                "result = evaluate_reranked(distances.dense(), protocol=record.protocol")],
+     "tests": ["tests/test_kvmmn_eval_export.py"], "select": "block_by_block"},
+    {"name": "kvmmn_shortlist_block_scores_wrong_rows",
+     "why": "a block of query rows after the first must be scored against its own queries' memories",
+     "edits": [("kvmmn/retrieval.py", "rows = np.arange(start + first, start + last)", "rows = np.arange(first, last)")],
+     "tests": ["tests/test_kvmmn_eval_export.py"], "select": "block_by_block"},
 ]

@@ -14,8 +14,8 @@ from kvmmn.demo import run_demo
 from kvmmn.embedding import embed_memories
 from kvmmn.model import KVMMNConfig
 from kvmmn.pretrain import PretrainConfig
-from kvmmn.retrieval import (GALLERY_FIELDS, QUERY_FIELDS, evaluate_checkpoint, evaluate_record, parse_shortlist,
-                             ranking_distances)
+from kvmmn.retrieval import (GALLERY_FIELDS, QUERY_FIELDS, ShortlistDistances, evaluate_checkpoint, evaluate_record,
+                             parse_shortlist, ranking_distances)
 from kvmmn.training import TrainConfig, load_trained_model, read_run_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +58,44 @@ def test_shortlist_is_rescored_first_and_the_rest_follows_in_l2_order(run):
         assert np.all(np.diff(scores[q, ranking[:k]]) <= 1e-6)  # by decreasing score
         assert np.all(np.diff(l2[q, ranking[k:]]) >= -1e-5)  # the rest by increasing L2 distance
         assert l2[q, ranking[k:]].min() >= l2[q, shortlist].max() - 1e-5
+
+
+@pytest.mark.parametrize("shortlist", [3, None])
+def test_ranking_comes_block_by_block_equal_to_the_dense_matrix(run, shortlist, monkeypatch):
+    _, model, record = run
+    query = embed_memories(model, record.query, QUERY_FIELDS)
+    gallery = embed_memories(model, record.gallery, GALLERY_FIELDS)
+    dense = ranking_distances(model, query, gallery, shortlist=shortlist, pair_batch_size=5)
+    num_query, num_gallery = dense.shape
+    distances = ShortlistDistances(model, query, gallery, shortlist, pair_batch_size=5)
+    for block_rows in (1, 2, 3, num_query):
+        covered = 0
+        for start, stop, block in distances.iter_blocks(block_rows):
+            assert start == covered and block.shape == (stop - start, num_gallery) and stop - start <= block_rows
+            np.testing.assert_array_equal(block, dense[start:stop])
+            covered = stop
+        assert covered == num_query
+    # evaluate_record evaluates those blocks as they come: never more than chunk_size rows, never the dense matrix
+    shapes = []
+    iter_blocks = ShortlistDistances.iter_blocks
+
+    def spy(self, chunk_size=None, verbose=0):
+        for start, stop, block in iter_blocks(self, chunk_size, verbose):
+            shapes.append(block.shape)
+            yield start, stop, block
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dense [Q, G] matrix was built")
+
+    monkeypatch.setattr(ShortlistDistances, "iter_blocks", spy)
+    monkeypatch.setattr(ShortlistDistances, "dense", refuse)
+    result = evaluate_record(model, record, shortlist=shortlist, pair_batch_size=5, chunk_size=2)["kvmmn"]
+    assert shapes and all(rows <= 2 and width == num_gallery for rows, width in shapes)
+    assert sum(rows for rows, _ in shapes) == num_query
+    expected = evaluate(dense, protocol=record.protocol, **labels(record))
+    np.testing.assert_array_equal(result["cmc"], expected["cmc"])
+    assert (result["mAP"], result["mINP"], result["num_queries"]) == (expected["mAP"], expected["mINP"],
+                                                                      expected["num_queries"])
 
 
 def test_shortlist_all_equals_exhaustive_scoring(run):
