@@ -43,7 +43,7 @@ from absl import logging
 import tensorflow as tf
 
 from acp import model as acp_model
-from acp import acp_rerank, training  # noqa: F401  (acp_rerank registers the method "acp")
+from acp import training
 from data import datasets, synthetic
 from engine import distribute, run_dir
 from engine.seed import set_seed

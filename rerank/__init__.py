@@ -31,7 +31,8 @@ ACP re-ranker to reuse with its predicted weights.
 
 Importing this package registers `none` / `baseline` (the original ranking) and every method of `METHODS` in
 `rerank.registry`, the name -> method table through which `rerank.runner` re-ranks and evaluates a feature file;
-ACP and a user's own methods register there through the same interface. Also here: `knn` (the chunked kNN pass),
+ACP and a user's own methods register there through the same interface (ACP known by its module, `acp.acp_rerank`,
+imported on first use: importing `rerank` loads no TensorFlow). Also here: `knn` (the chunked kNN pass),
 `neighbourhood` (N/C, Table IV's first-order neighbourhood), `evaluation` (exact evaluation of features and of
 re-ranked distances, block by block), `reference` (dense reference implementations for tests and benchmarks),
 `synthetic` (clustered embeddings for tests and benchmarks).
@@ -88,6 +89,9 @@ _FACTS = {"aqe": dict(first_order=("k",), unchanged_at_one="k"),
           "gnn": dict(first_order=("k1",), k2_within_k1=True, checks_given_k2=True)}
 for _name, _function in METHODS.items():
     registry.register(registry.from_function(_name, _function, **_FACTS[_name]))
+# ACP (`acp.acp_rerank`, which loads TensorFlow) by its module's name: imported when "acp" is first asked for, so
+# `rerank` itself never imports `acp` (the layering) nor TensorFlow.
+registry.register_module("acp", "acp.acp_rerank")
 
 
 __all__ = ["METHODS", "RerankedDistances", "alpha_qe", "alpha_qe_k_reciprocal", "aqe", "check_features", "ecn",

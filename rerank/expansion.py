@@ -8,7 +8,6 @@ fixed weights, so all three call `expand_embeddings`.
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
 DEFAULT_EXPANSION_CHUNK = 512  # rows per chunk: 512 x k x d gathered floats (k = 25, d = 2048: 105 MB)
 
@@ -26,6 +25,8 @@ def expand_embeddings(features, neighbour_idx, weights, chunk_size: int = DEFAUL
     Returns:
       (M, d) float32 expanded embeddings.
     """
+    from keras import ops  # here, not at import: see rerank.knn
+
     features = np.asarray(features, dtype=np.float32)
     neighbour_idx = np.asarray(neighbour_idx)
     weights = np.asarray(weights, dtype=np.float32)

@@ -7,14 +7,15 @@ numpy arrays.
 
 Ties: every backend returns equal distances lower index first (`smallest_k`), so neighbour lists, and the
 re-rankers built on them, are the same on all three.
+
+Keras is imported inside the functions that compute, not with the module: on the TensorFlow backend importing
+keras loads TensorFlow (seconds), which importing the re-rankers, their registry or their evaluation must not do.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
-import keras
 import numpy as np
-from keras import ops
 
 from engine.progress import Progress
 
@@ -36,6 +37,8 @@ def _check(a: np.ndarray, b: np.ndarray, metric: str) -> tuple[np.ndarray, np.nd
 
 
 def _distance_block(a, b, b_sqnorm, metric: str):
+    from keras import ops
+
     # einsum, not matmul(a, transpose(b)): eager JAX and TensorFlow would copy the transposed (N, d) reference
     # for every chunk; each backend's einsum contracts over d in place.
     dot = ops.einsum("id,jd->ij", a, b)
@@ -48,6 +51,8 @@ def _distance_block(a, b, b_sqnorm, metric: str):
 
 def _on_device(b: np.ndarray):
     """The right operand and its squared row norms as backend tensors, copied to the device once."""
+    from keras import ops
+
     b = ops.convert_to_tensor(b)
     return b, ops.sum(b * b, axis=1)
 
@@ -55,6 +60,8 @@ def _on_device(b: np.ndarray):
 def iter_distance_chunks(a: np.ndarray, b: np.ndarray, metric: str = "euclidean",
                          chunk_size: int = 1024) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield (start, stop, distances of a[start:stop] to all of b) as float32 arrays of shape (stop-start, len(b))."""
+    from keras import ops
+
     a, b = _check(a, b, metric)
     b, b_sqnorm = _on_device(b)
     for start in range(0, len(a), chunk_size):
@@ -71,6 +78,9 @@ def smallest_k(x, k: int) -> tuple[np.ndarray, np.ndarray]:
     values in any order, and not necessarily the lowest-indexed ones), so there the k columns are picked exactly:
     those below the k-th smallest value, then the lowest-indexed ones equal to it, ordered by a stable sort.
     """
+    import keras
+    from keras import ops
+
     x = ops.convert_to_tensor(x)
     neg, top = ops.top_k(-x, k=k, sorted=True)
     if keras.backend.backend() != "torch":
@@ -124,6 +134,8 @@ def iter_knn_chunks(query: np.ndarray, reference: np.ndarray, k: int, metric: st
                     chunk_size: int = 1024, with_row_max: bool = False):
     """`knn` one chunk of query rows at a time: yields (start, stop, distances (n, k), indices (n, k), row_max
     (n,) or None), for callers that keep only part of each chunk's neighbours (memory O(chunk_size x N))."""
+    from keras import ops
+
     query, reference = _check(query, reference, metric)
     if not 1 <= k <= len(reference):
         raise ValueError(f"k={k} must be between 1 and the number of reference rows ({len(reference)})")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from keras import ops
 
 from engine.progress import Progress
 from rerank.knn import knn
@@ -122,6 +121,8 @@ def pair_sqdistances(features: np.ndarray, rows: np.ndarray, cols: np.ndarray) -
     Same formula as `rerank.knn` (|a|^2 + |b|^2 - 2 a.b, clamped at 0), so a pair also found by `nearest`
     gets the same value up to float32 rounding.
     """
+    from keras import ops  # here, not at import: see rerank.knn
+
     x = ops.convert_to_tensor(features)
     sqnorm = ops.sum(x * x, axis=1)
     out = np.empty(len(rows), dtype=np.float32)

@@ -8,8 +8,9 @@ and the facts `rerank.runner` needs to set the paper's neighbourhoods (ACP Table
 first-order neighbourhood to N/C, `rerank.neighbourhood`).
 
 The classic re-rankers (`rerank.METHODS`) and the original ranking (`none`, alias `baseline`) register when
-`rerank` is imported; ACP registers itself through the same `register` when `acp.acp_rerank` is imported (this
-package never imports `acp`). Your own method:
+`rerank` is imported. ACP registers itself through the same `register` when `acp.acp_rerank` is imported; `rerank`
+knows it only by that module's name (`register_module`), so `get("acp")` imports it on first use and importing
+`rerank` loads neither `acp` nor TensorFlow. Your own method:
 
     import rerank
     from rerank import registry
@@ -19,10 +20,14 @@ package never imports `acp`). Your own method:
 
     registry.register(registry.Reranker("mine", mine, defaults={"scale": 1.0}, uses_metric=True))
     # acp-rerank --method=mine --param=scale=2 ... (from a program that imported the module above)
+
+or, from a module `mypackage.mine` that does the `register` above when imported, `register_module("mine",
+"mypackage.mine")`: the module is imported when the method is first asked for.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from typing import Callable, Mapping
 
@@ -84,33 +89,63 @@ def from_function(name: str, function: Callable, **facts) -> Reranker:
 
 
 _REGISTRY: dict[str, Reranker] = {}
+# Methods known by the module that registers them when imported, not imported yet: name -> module.
+_MODULES: dict[str, str] = {}
 
 
 def register(reranker: Reranker, replace: bool = False) -> Reranker:
-    """Make `reranker` runnable by its name; a name already taken is an error unless `replace`."""
+    """Make `reranker` runnable by its name; a name already taken is an error unless `replace`.
+
+    A name known through `register_module` is taken by the `Reranker` whose `run` that module defines (the module
+    registering itself, whoever imported it); any other needs `replace`.
+    """
     if not isinstance(reranker, Reranker):
         raise TypeError(f"register takes a rerank.registry.Reranker, got {type(reranker).__name__}")
     if reranker.name in _REGISTRY and not replace and _REGISTRY[reranker.name] is not reranker:
         raise ValueError(f"a re-ranker named {reranker.name!r} is already registered; pass replace=True to "
                          "replace it")
+    module = _MODULES.get(reranker.name)
+    if module is not None and not replace and reranker.run.__module__ != module:
+        raise ValueError(f"a re-ranker named {reranker.name!r} is already registered (by module {module}, imported "
+                         "on first use); pass replace=True to replace it")
+    _MODULES.pop(reranker.name, None)
     _REGISTRY[reranker.name] = reranker
     return reranker
 
 
+def register_module(name: str, module: str) -> None:
+    """Know the method `name` by `module`, which registers it when imported: `get(name)` imports it on first use.
+
+    So a method whose module is heavy (ACP's loads TensorFlow) is listed by `names()` without loading it, and the
+    package here need not import the one above it.
+    """
+    if name in _REGISTRY or _MODULES.get(name, module) != module:
+        raise ValueError(f"a re-ranker named {name!r} is already registered")
+    _MODULES[name] = module
+
+
 def unregister(name: str) -> None:
-    """Remove the method `name` (e.g. a test's); unknown names are an error."""
-    get(name)
-    del _REGISTRY[name]
+    """Remove the method `name` (e.g. a test's), or forget the module known for it; unknown names are an error."""
+    if name not in _REGISTRY and name not in _MODULES:
+        get(name)
+    _REGISTRY.pop(name, None)
+    _MODULES.pop(name, None)
 
 
 def get(name: str) -> Reranker:
-    """The method registered as `name`; a ValueError names the registered ones otherwise."""
+    """The method registered as `name` (importing its module first if it is known by module); a ValueError names
+    the registered ones otherwise."""
+    if name not in _REGISTRY and name in _MODULES:
+        module = _MODULES[name]
+        importlib.import_module(module)
+        if name not in _REGISTRY:
+            raise ValueError(f"module {module} was imported for re-ranking method {name!r} but registered no "
+                             "method of that name")
     if name not in _REGISTRY:
-        hint = " (ACP registers when acp.acp_rerank is imported)" if name == "acp" else ""
-        raise ValueError(f"unknown re-ranking method {name!r}; registered: {list(_REGISTRY)}{hint}")
+        raise ValueError(f"unknown re-ranking method {name!r}; registered: {list(names())}")
     return _REGISTRY[name]
 
 
 def names() -> tuple[str, ...]:
-    """Registered method names, in registration order."""
-    return tuple(_REGISTRY)
+    """Registered method names, in registration order, then those known by module and not imported yet."""
+    return tuple(_REGISTRY) + tuple(name for name in _MODULES if name not in _REGISTRY)

@@ -2,9 +2,9 @@
 the experiment runners and the demo run.
 
 Methods are those of `rerank.registry` (`method_names()`): `none` (alias `baseline`: the original distances under
-`metric`), every classic re-ranker of `rerank.METHODS` with its own defaults, `acp` once `acp.acp_rerank` is
-imported (Eq. 1 with a trained ACP model; parameters k1 (default N/C of the gallery), k2 (6), batch_size,
-chunk_size), and any method a user registers.
+`metric`), every classic re-ranker of `rerank.METHODS` with its own defaults, `acp` (`acp.acp_rerank`, imported
+when first asked for; Eq. 1 with a trained ACP model; parameters k1 (default N/C of the gallery), k2 (6),
+batch_size, chunk_size), and any method a user registers.
 
 Parameters (`resolve_params`): the outcome's "params" hold every parameter the method ran with, defaults
 included, as it used them. Values derived from N/C (ACP's k1; with `table_iv_neighbourhood` every method's

@@ -77,11 +77,44 @@ def test_classic_methods_are_registered_with_their_signatures():
 def test_acp_registers_through_the_same_interface_and_rerank_never_imports_acp():
     code = ("import sys, rerank, rerank.runner\n"
             "from rerank import registry\n"
-            "assert 'acp' not in registry.names() and not any(m.split('.')[0] == 'acp' for m in sys.modules)\n"
+            "assert 'acp' in registry.names() and 'acp' in rerank.runner.method_names()\n"  # known by module name
+            "assert not any(m.split('.')[0] in ('acp', 'tensorflow') for m in sys.modules)\n"
+            "method = registry.get('acp')\n"  # imports acp.acp_rerank, which registers through `register`
             "import acp.acp_rerank\n"
-            "method = registry.get('acp')\n"
             "assert isinstance(method, registry.Reranker) and method is acp.acp_rerank.RERANKER\n"
             "assert method.needs_model and method.first_order == ('k1',) and method.defaults['k1'] is None\n"
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_a_method_known_by_module_is_imported_on_first_use(tmp_path, monkeypatch):
+    package = tmp_path / "lazy_reranker_test"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mine.py").write_text(
+        "from rerank import registry\n"
+        "def run(query, gallery, params, model=None, metric='cosine', verbose=0):\n"
+        "    raise NotImplementedError\n"
+        "RERANKER = registry.register(registry.Reranker('lazy_test', run, defaults={'k': 3}))\n")
+    (package / "silent.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.register_module("lazy_test", "lazy_reranker_test.mine")
+    registry.register_module("silent_test", "lazy_reranker_test.silent")
+    try:
+        assert "lazy_test" in registry.names() and "lazy_reranker_test.mine" not in sys.modules
+        with pytest.raises(ValueError, match="already registered"):  # the name is taken before the import, too
+            registry.register(registry.Reranker("lazy_test", oracle))
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register_module("lazy_test", "elsewhere")
+        method = registry.get("lazy_test")
+        assert method is sys.modules["lazy_reranker_test.mine"].RERANKER and method.defaults == {"k": 3}
+        assert rerank_runner.default_params("lazy_test") == {"k": 3}
+        with pytest.raises(ValueError, match="lazy_reranker_test.silent .*registered no method"):
+            registry.get("silent_test")
+    finally:
+        for name in ("lazy_test", "silent_test"):
+            registry.unregister(name)
+        for module in ("lazy_reranker_test.mine", "lazy_reranker_test.silent", "lazy_reranker_test"):
+            sys.modules.pop(module, None)
+    assert "lazy_test" not in registry.names() and "silent_test" not in registry.names()

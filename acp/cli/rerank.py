@@ -26,7 +26,6 @@ import json
 
 from absl import flags, logging
 
-from acp import acp_rerank  # noqa: F401  (registers --method=acp)
 from acp import checkpoint as acp_checkpoint
 from acp import model as acp_model
 from data import evaluation

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from acp import acp_rerank  # noqa: F401  (registers method 'acp')
 from experiments.runners import RowResult, acp_models, feature_files
 from features import feature_file as feature_io
 from rerank import registry
