@@ -1,4 +1,4 @@
-"""Time and peak memory of ACP re-ranking (`acp.acp_rerank`, Eq. 1) against N = query + gallery size.
+"""bench_acp_rerank: time and peak memory of ACP re-ranking (`acp.acp_rerank`, Eq. 1) against N = query + gallery size.
 
 Embeddings are `rerank.synthetic.clustered_embeddings` (2048-d, --images_per_identity images per identity);
 the multi-block features ACP reads are derived from them (f3 = the first 512 dimensions, f4 the next 1024, f5 the
@@ -20,21 +20,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from acp import acp_rerank  # noqa: E402
 from acp import model as acp_model  # noqa: E402
 from benchmarks import harness, rerank_common  # noqa: E402
+from engine import cli  # noqa: E402
 from rerank import neighbourhood  # noqa: E402
 from rerank.synthetic import clustered_embeddings  # noqa: E402
 
-FLAGS = flags.FLAGS
-rerank_common.define_flags("acp_rerank", "Seed of the synthetic embeddings and of the untrained weights.",
+FLAGS = cli.new_flags()  # this benchmark's own flags, never absl's global FLAGS
+rerank_common.define_flags(FLAGS, "acp_rerank", "Seed of the synthetic embeddings and of the untrained weights.",
                            "Rows per chunk of the neighbour pass and the expansion.")
-flags.DEFINE_enum("preset", "basic", sorted(acp_model.PRESETS), "ACP preset (Table II).")
-flags.DEFINE_integer("k1", 0, "Neighbourhood size; 0: N/C of the synthetic gallery (rerank.neighbourhood.default_k1).")
-flags.DEFINE_integer("k2", acp_rerank.DEFAULT_K2, "Refinement length.")
-flags.DEFINE_integer("batch_size", acp_rerank.DEFAULT_BATCH_SIZE, "Sequences per ACP call.")
+flags.DEFINE_enum("preset", "basic", sorted(acp_model.PRESETS), "ACP preset (Table II).", flag_values=FLAGS)
+flags.DEFINE_integer("k1", 0, "Neighbourhood size; 0: N/C of the synthetic gallery (rerank.neighbourhood.default_k1).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("k2", acp_rerank.DEFAULT_K2, "Refinement length.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", acp_rerank.DEFAULT_BATCH_SIZE, "Sequences per ACP call.", flag_values=FLAGS)
 
 NAME = "acp_rerank"
 BLOCK_SLICES = {"f3": slice(0, 512), "f4": slice(512, 1536), "f5": slice(0, 2048)}
@@ -53,7 +55,7 @@ def benchmark_size(n: int, model: keras.Model) -> dict:
     timing = rerank_common.timed(
         lambda: acp_rerank.acp_rerank(data.query, data.gallery, model, k1, FLAGS.k2, query_inputs, gallery_inputs,
                                       batch_size=FLAGS.batch_size, chunk_size=FLAGS.chunk_size,
-                                      verbose=int(FLAGS.verbose)), labels)
+                                      verbose=int(FLAGS.verbose)), labels, FLAGS.verbose)
     metrics = timing.pop("metrics")
     row = {"N": n, "queries": len(data.query), "gallery": len(data.gallery), "dim": 2048, "preset": FLAGS.preset,
            "k1": k1, "k2": FLAGS.k2, "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
@@ -70,8 +72,8 @@ def main(argv):
     meta = {"images_per_identity": FLAGS.images_per_identity, "noise": FLAGS.noise, "batch_size": FLAGS.batch_size,
             "chunk_size": FLAGS.chunk_size, "seed": FLAGS.seed,
             "weights": "untrained (timing only); multi-block features cut from the embeddings"}
-    rerank_common.write(NAME, rows, ("N", "preset", "device"), meta,
+    rerank_common.write(FLAGS, NAME, rows, ("N", "preset", "device"), meta,
                         "ACP re-ranking (Eq. 1): time and peak memory against N")
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)

@@ -1,4 +1,4 @@
-"""Evaluation time and peak memory against gallery size (`data.evaluation`).
+"""bench_evaluation: evaluation time and peak memory against gallery size (`data.evaluation`).
 
 Two paths per gallery size: `evaluate_features` (distances computed and evaluated chunk by chunk, the path for
 large galleries) and, up to --dense_max_gallery, `evaluate` on a precomputed dense distance matrix (its memory is
@@ -16,29 +16,35 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from data import evaluation  # noqa: E402
+from engine import cli  # noqa: E402
 from rerank import knn  # noqa: E402
 from rerank.evaluation import evaluate_features  # noqa: E402
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("gallery_sizes", ["1000", "5000", "10000", "20000", "50000", "100000"], "Gallery sizes to time.")
-flags.DEFINE_integer("num_queries", 3368, "Queries (Market-1501 has 3,368).")
-flags.DEFINE_integer("feature_dim", 256, "Feature width for the features path.")
-flags.DEFINE_enum("metric", "euclidean", list(knn.METRICS), "Distance of the features path.")
-flags.DEFINE_enum("protocol", "market1501", list(evaluation.PROTOCOLS), "Evaluation protocol.")
-flags.DEFINE_integer("images_per_identity", 20, "Average gallery images per identity.")
-flags.DEFINE_integer("num_cameras", 6, "Cameras (Market-1501 has 6).")
-flags.DEFINE_float("distractor_fraction", 0.1, "Fraction of gallery images that are pid-0 distractors.")
-flags.DEFINE_float("separation", 0.6, "Spread of identity centres relative to the per-image noise (sets mAP).")
-flags.DEFINE_integer("dense_max_gallery", 20000, "Largest gallery also timed on a dense distance matrix.")
-flags.DEFINE_integer("repeats", 1, "Timed repeats per measurement (the best is reported).")
-flags.DEFINE_integer("seed", 0, "Seed of the random problem.")
-flags.DEFINE_string("out_dir", None, "Where to write evaluation.json / .md (default benchmarks/results).")
+FLAGS = cli.new_flags()  # this benchmark's own flags, never absl's global FLAGS
+flags.DEFINE_list("gallery_sizes", ["1000", "5000", "10000", "20000", "50000", "100000"], "Gallery sizes to time.",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("num_queries", 3368, "Queries (Market-1501 has 3,368).", flag_values=FLAGS)
+flags.DEFINE_integer("feature_dim", 256, "Feature width for the features path.", flag_values=FLAGS)
+flags.DEFINE_enum("metric", "euclidean", list(knn.METRICS), "Distance of the features path.", flag_values=FLAGS)
+flags.DEFINE_enum("protocol", "market1501", list(evaluation.PROTOCOLS), "Evaluation protocol.", flag_values=FLAGS)
+flags.DEFINE_integer("images_per_identity", 20, "Average gallery images per identity.", flag_values=FLAGS)
+flags.DEFINE_integer("num_cameras", 6, "Cameras (Market-1501 has 6).", flag_values=FLAGS)
+flags.DEFINE_float("distractor_fraction", 0.1, "Fraction of gallery images that are pid-0 distractors.",
+                   flag_values=FLAGS)
+flags.DEFINE_float("separation", 0.6, "Spread of identity centres relative to the per-image noise (sets mAP).",
+                   flag_values=FLAGS)
+flags.DEFINE_integer("dense_max_gallery", 20000, "Largest gallery also timed on a dense distance matrix.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 1, "Timed repeats per measurement (the best is reported).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed of the random problem.", flag_values=FLAGS)
+flags.DEFINE_string("out_dir", None, "Where to write evaluation.json / .md (default benchmarks/results).",
+                    flag_values=FLAGS)
 flags.register_validator("gallery_sizes", lambda sizes: all(s.isdigit() and int(s) > 0 for s in sizes),
-                         "--gallery_sizes must be a comma-separated list of positive integers")
+                         "--gallery_sizes must be a comma-separated list of positive integers", flag_values=FLAGS)
 
 
 def make_problem(num_queries: int, num_gallery: int, feature_dim: int, images_per_identity: int, num_cameras: int,
@@ -108,8 +114,8 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)

@@ -1,4 +1,5 @@
-"""Forward speed of the Inception V1 backbone (KVM-MN's Mixed_4f at 224x112 by default), with and without XLA.
+"""bench_inception_v1: forward speed of the Inception V1 backbone (KVM-MN's Mixed_4f at 224x112 by default), with
+and without XLA.
 
 Runs on the first visible GPU when there is one, else on the CPU, and writes
 benchmarks/results/inception_v1.<cpu|gpu>.{json,md} with the device in the metadata:
@@ -6,22 +7,25 @@ benchmarks/results/inception_v1.<cpu|gpu>.{json,md} with the device in the metad
     python -m benchmarks.bench_inception_v1 --batch_size=32 --height=224 --width=112
 """
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from benchmarks import harness
+from engine import cli
 from engine.progress import Progress
 from kvmmn.inception_v1 import InceptionV1
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-flags.DEFINE_integer("height", 224, "Input height.")
-flags.DEFINE_integer("width", 112, "Input width.")
-flags.DEFINE_string("final_endpoint", "Mixed_4f", "Last Inception V1 endpoint computed.")
-flags.DEFINE_list("modes", ["graph", "xla"], "tf.function without (graph) and with (xla) jit_compile.")
-flags.DEFINE_integer("repeats", 3, "Timed forward passes per mode.")
-flags.DEFINE_integer("warmup", 1, "Untimed forward passes per mode before timing (tracing, XLA compilation).")
-flags.DEFINE_string("out_dir", None, "Where results go; default benchmarks/results.")
-flags.DEFINE_integer("seed", 0, "Seed of the random weights and images.")
+FLAGS = cli.new_flags()  # this benchmark's own flags, never absl's global FLAGS
+flags.DEFINE_integer("batch_size", 32, "Images per forward pass.", flag_values=FLAGS)
+flags.DEFINE_integer("height", 224, "Input height.", flag_values=FLAGS)
+flags.DEFINE_integer("width", 112, "Input width.", flag_values=FLAGS)
+flags.DEFINE_string("final_endpoint", "Mixed_4f", "Last Inception V1 endpoint computed.", flag_values=FLAGS)
+flags.DEFINE_list("modes", ["graph", "xla"], "tf.function without (graph) and with (xla) jit_compile.",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 3, "Timed forward passes per mode.", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 1, "Untimed forward passes per mode before timing (tracing, XLA compilation).",
+                     flag_values=FLAGS)
+flags.DEFINE_string("out_dir", None, "Where results go; default benchmarks/results.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed of the random weights and images.", flag_values=FLAGS)
 
 _JIT = {"graph": False, "xla": True}
 
@@ -63,7 +67,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""KVM-MN scoring speed: pairs per second of the cached scorer (`KVMMN.score`) against the per-pair forward
-(`KVMMN.score_pairs`), both from precomputed memories (the score head only: Eq. 3-6, no backbone).
+"""bench_kvmmn_scoring: KVM-MN scoring speed, pairs per second of the cached scorer (`KVMMN.score`) against the
+per-pair forward (`KVMMN.score_pairs`), both from precomputed memories (the score head only: Eq. 3-6, no backbone).
 
 The paper reports 2.1 ms per pair on a GTX 1080 Ti (Sec. "Experiments"), for d = 512, H = 4, d_k = d_v = 64 and
 a 14x7 feature map, the defaults here. TensorFlow runs on a GPU by itself when one is visible.
@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from benchmarks.harness import measure, write_results
+from engine import cli
 from kvmmn.model import BACKBONE_STRIDE, KVMMN, KVMMNConfig
 
-flags.DEFINE_integer("gallery_size", 256, "Gallery memories scored against one query (= pairs per timed run).")
-flags.DEFINE_integer("batch_size", 64, "Pairs computed at once (the gallery chunk of `score`).")
-flags.DEFINE_integer("feature_dim", 512, "d (Table 1: 512).")
-flags.DEFINE_integer("num_heads", 4, "H (Table 1: 4).")
-flags.DEFINE_integer("key_dim", 64, "d_k (Table 1: 64).")
-flags.DEFINE_integer("value_dim", 64, "d_v (Table 1: 64).")
-flags.DEFINE_integer("score_hidden_units", 512, "Hidden width of Eq. 6's FFN.")
-flags.DEFINE_list("feature_shape", ["14", "7"], "rows,cols of the feature map (224x112 inputs give 14x7).")
-flags.DEFINE_integer("repeats", 3, "Timed runs per method (the best is reported).")
-flags.DEFINE_integer("seed", 0, "Seed of the weights and of the random memories.")
-flags.DEFINE_string("out_dir", None, "Where kvmmn_scoring.json/.md go (default benchmarks/results).")
-FLAGS = flags.FLAGS
+FLAGS = cli.new_flags()  # this benchmark's own flags, never absl's global FLAGS
+flags.DEFINE_integer("gallery_size", 256, "Gallery memories scored against one query (= pairs per timed run).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 64, "Pairs computed at once (the gallery chunk of `score`).", flag_values=FLAGS)
+flags.DEFINE_integer("feature_dim", 512, "d (Table 1: 512).", flag_values=FLAGS)
+flags.DEFINE_integer("num_heads", 4, "H (Table 1: 4).", flag_values=FLAGS)
+flags.DEFINE_integer("key_dim", 64, "d_k (Table 1: 64).", flag_values=FLAGS)
+flags.DEFINE_integer("value_dim", 64, "d_v (Table 1: 64).", flag_values=FLAGS)
+flags.DEFINE_integer("score_hidden_units", 512, "Hidden width of Eq. 6's FFN.", flag_values=FLAGS)
+flags.DEFINE_list("feature_shape", ["14", "7"], "rows,cols of the feature map (224x112 inputs give 14x7).",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 3, "Timed runs per method (the best is reported).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed of the weights and of the random memories.", flag_values=FLAGS)
+flags.DEFINE_string("out_dir", None, "Where kvmmn_scoring.json/.md go (default benchmarks/results).", flag_values=FLAGS)
 
 
 def random_memories(model: KVMMN, count: int, seed: int) -> dict:
@@ -89,7 +92,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""KVM-MN training throughput and evaluation time for a Market-1501-size query / gallery.
+"""bench_kvmmn_training: KVM-MN training throughput and evaluation time for a Market-1501-size query / gallery.
 
 Training: images per second of the set-wise training step (`kvmmn.training`: forward of B probes and B x M gallery
 images, the B x M pair scores, the set-wise loss with weight decay, backward, SGD update) run by the engine's
@@ -26,32 +26,38 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from benchmarks.harness import measure, write_results
 from data.evaluation import evaluate
-from engine import distribute
+from engine import cli, distribute
 from engine.train_loop import LoopConfig, Trainer
 from kvmmn.model import KVMMN, KVMMNConfig
 from kvmmn.retrieval import Scorer, ranking_distances
 from kvmmn.training import TrainConfig, make_loss_fn, make_optimizer
 
-flags.DEFINE_enum("model", "paper", ["paper", "tiny"], "paper: Table 1's model; tiny: the test backbone, d = 32.")
-flags.DEFINE_integer("batch_size", None, "Combinations per training step (default: 20 on GPU, 2 on CPU).")
-flags.DEFINE_integer("gallery_size", None, "M (default: 15 on GPU, 4 on CPU).")
-flags.DEFINE_integer("train_steps", 3, "Timed training steps (after one untimed step).", lower_bound=1)
-flags.DEFINE_integer("embed_images", None, "Images embedded for the embedding rate (default: 256 GPU, 32 CPU).")
-flags.DEFINE_integer("embed_batch_size", 32, "Images per embedding batch.", lower_bound=1)
-flags.DEFINE_integer("shortlist", 100, "K, gallery images re-scored per query.", lower_bound=1)
+FLAGS = cli.new_flags()  # this benchmark's own flags, never absl's global FLAGS
+flags.DEFINE_enum("model", "paper", ["paper", "tiny"], "paper: Table 1's model; tiny: the test backbone, d = 32.",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", None, "Combinations per training step (default: 20 on GPU, 2 on CPU).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("gallery_size", None, "M (default: 15 on GPU, 4 on CPU).", flag_values=FLAGS)
+flags.DEFINE_integer("train_steps", 3, "Timed training steps (after one untimed step).", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("embed_images", None, "Images embedded for the embedding rate (default: 256 GPU, 32 CPU).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("embed_batch_size", 32, "Images per embedding batch.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("shortlist", 100, "K, gallery images re-scored per query.", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer("score_queries", None, "Queries whose shortlists are scored for the pair rate (default: 32 GPU, "
-                     "2 CPU).")
-flags.DEFINE_integer("pair_batch_size", 1024, "Pairs scored at once.", lower_bound=1)
-flags.DEFINE_integer("rank_queries", 256, "Queries ranked against the full gallery for the rank + protocol time.")
-flags.DEFINE_integer("num_query", 3368, "Queries to extrapolate to (Market-1501).")
-flags.DEFINE_integer("num_gallery", 19732, "Gallery images to extrapolate to (Market-1501).")
-flags.DEFINE_integer("seed", 0, "Seed of weights and inputs.")
-flags.DEFINE_string("out_dir", None, "Where kvmmn_training.<cpu|gpu>.json/.md go (default benchmarks/results).")
-FLAGS = flags.FLAGS
+                     "2 CPU).", flag_values=FLAGS)
+flags.DEFINE_integer("pair_batch_size", 1024, "Pairs scored at once.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("rank_queries", 256, "Queries ranked against the full gallery for the rank + protocol time.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("num_query", 3368, "Queries to extrapolate to (Market-1501).", flag_values=FLAGS)
+flags.DEFINE_integer("num_gallery", 19732, "Gallery images to extrapolate to (Market-1501).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed of weights and inputs.", flag_values=FLAGS)
+flags.DEFINE_string("out_dir", None, "Where kvmmn_training.<cpu|gpu>.json/.md go (default benchmarks/results).",
+                    flag_values=FLAGS)
 
 
 def model_config(name: str) -> KVMMNConfig:
@@ -178,7 +184,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Time and peak memory of the classic re-rankers (`rerank`) against N = query + gallery size.
+"""bench_rerank: time and peak memory of the classic re-rankers (`rerank`) against N = query + gallery size.
 
 Embeddings are `rerank.synthetic.clustered_embeddings` (2048-d by default, --images_per_identity images per
 identity, the first of each identity a query; --noise=3.0 at 2048-d, or 1.3 at 128-d, gives a baseline mAP of about
@@ -24,15 +24,18 @@ from absl import app, flags  # noqa: E402
 
 import rerank  # noqa: E402
 from benchmarks import harness, rerank_common  # noqa: E402
+from engine import cli  # noqa: E402
 from rerank import knn, reference  # noqa: E402
 from rerank.evaluation import evaluate_features  # noqa: E402
 from rerank.synthetic import clustered_embeddings  # noqa: E402
 
-FLAGS = flags.FLAGS
-rerank_common.define_flags("rerank", "Seed of the synthetic embeddings.", "Rows per chunk of every neighbour pass.")
-flags.DEFINE_integer("dim", 2048, "Embedding width.")
-flags.DEFINE_list("methods", sorted(rerank.METHODS), "Re-rankers to time (names of rerank.METHODS).")
-flags.DEFINE_integer("dense_max", 5000, "Largest N at which the dense reference ports also run (0: never).")
+FLAGS = cli.new_flags()  # this benchmark's own flags, never absl's global FLAGS
+rerank_common.define_flags(FLAGS, "rerank", "Seed of the synthetic embeddings.",
+                           "Rows per chunk of every neighbour pass.")
+flags.DEFINE_integer("dim", 2048, "Embedding width.", flag_values=FLAGS)
+flags.DEFINE_list("methods", sorted(rerank.METHODS), "Re-rankers to time (names of rerank.METHODS).", flag_values=FLAGS)
+flags.DEFINE_integer("dense_max", 5000, "Largest N at which the dense reference ports also run (0: never).",
+                     flag_values=FLAGS)
 
 NAME = "rerank"
 
@@ -73,13 +76,14 @@ def benchmark_size(n: int) -> list[dict]:
     for method in FLAGS.methods:
         timing = rerank_common.timed(lambda: rerank.rerank(method, data.query, data.gallery,
                                                            chunk_size=FLAGS.chunk_size, verbose=int(FLAGS.verbose)),
-                                     labels)
+                                     labels, FLAGS.verbose)
         rows.append(_row(n, data, method, "sparse (rerank)", timing))
         print(rows[-1])
     if n <= FLAGS.dense_max:
         for method, port in _dense_ports(data):
             if method in FLAGS.methods:
-                rows.append(_row(n, data, method, "dense reference port", rerank_common.timed(port, labels)))
+                timing = rerank_common.timed(port, labels, FLAGS.verbose)
+                rows.append(_row(n, data, method, "dense reference port", timing))
                 print(rows[-1])
     return rows
 
@@ -94,8 +98,8 @@ def main(argv):
         rows += benchmark_size(int(size))
     meta = {"images_per_identity": FLAGS.images_per_identity, "chunk_size": FLAGS.chunk_size,
             "seed": FLAGS.seed, "parameters": "each method's defaults (rerank docstring)"}
-    rerank_common.write(NAME, rows, ("N", "dim", "method", "implementation"), meta,
+    rerank_common.write(FLAGS, NAME, rows, ("N", "dim", "method", "implementation"), meta,
                         "Classic re-rankers: time and peak memory against N")
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)

@@ -11,23 +11,23 @@ from absl import flags
 from benchmarks import harness
 from rerank import RerankedDistances, evaluate_reranked
 
-FLAGS = flags.FLAGS
 
-
-def define_flags(name: str, seed_help: str, chunk_help: str) -> None:
-    """Declare --sizes, --images_per_identity, --noise, --chunk_size, --seed, --append, --verbose, --out_dir."""
-    flags.DEFINE_list("sizes", ["2000"], "N = query + gallery embeddings, one run per size.")
-    flags.DEFINE_integer("images_per_identity", 10, "Images per identity (N / C).")
-    flags.DEFINE_float("noise", 3.0, "Per-image noise of the synthetic embeddings (sets the baseline mAP).")
-    flags.DEFINE_integer("chunk_size", 512, chunk_help)
-    flags.DEFINE_integer("seed", 0, seed_help)
+def define_flags(fv: flags.FlagValues, name: str, seed_help: str, chunk_help: str) -> None:
+    """Declare --sizes, --images_per_identity, --noise, --chunk_size, --seed, --append, --verbose, --out_dir in a
+    benchmark's own flags `fv` (`engine.cli.new_flags()`)."""
+    flags.DEFINE_list("sizes", ["2000"], "N = query + gallery embeddings, one run per size.", flag_values=fv)
+    flags.DEFINE_integer("images_per_identity", 10, "Images per identity (N / C).", flag_values=fv)
+    flags.DEFINE_float("noise", 3.0, "Per-image noise of the synthetic embeddings (sets the baseline mAP).",
+                       flag_values=fv)
+    flags.DEFINE_integer("chunk_size", 512, chunk_help, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, seed_help, flag_values=fv)
     flags.DEFINE_boolean("append", False, "Add to (replace matching rows of) the existing results instead of "
-                                          "overwriting them.")
-    flags.DEFINE_boolean("verbose", True, "Progress bars.")
-    flags.DEFINE_string("out_dir", None, f"Where {name}.json / .md go (default benchmarks/results).")
+                                          "overwriting them.", flag_values=fv)
+    flags.DEFINE_boolean("verbose", True, "Progress bars.", flag_values=fv)
+    flags.DEFINE_string("out_dir", None, f"Where {name}.json / .md go (default benchmarks/results).", flag_values=fv)
 
 
-def timed(run_method: Callable[[], RerankedDistances], labels) -> dict:
+def timed(run_method: Callable[[], RerankedDistances], labels, verbose: bool) -> dict:
     """Time run_method() -> distances, then their evaluation under the Market-1501 protocol.
 
     Returns {"rerank_s", "evaluate_s", "total_s", "peak_extra_mb"} (rounded) and "metrics".
@@ -38,7 +38,7 @@ def timed(run_method: Callable[[], RerankedDistances], labels) -> dict:
         start = time.perf_counter()
         distances = run_method()
         out["rerank_s"] = time.perf_counter() - start
-        out["metrics"] = evaluate_reranked(distances, *labels, verbose=int(FLAGS.verbose))
+        out["metrics"] = evaluate_reranked(distances, *labels, verbose=int(verbose))
         out["evaluate_s"] = time.perf_counter() - start - out["rerank_s"]
 
     peak_mb = harness.measure(work)["peak_extra_mb"]
@@ -47,9 +47,9 @@ def timed(run_method: Callable[[], RerankedDistances], labels) -> dict:
             "metrics": out["metrics"]}
 
 
-def write(name: str, rows: list[dict], key: tuple[str, ...], meta: dict, title: str) -> None:
-    """Write the rows (with --append, merged with the existing table by `key`), sorted by `key`."""
-    if FLAGS.append:
-        rows = harness.merge_with_previous(name, rows, key, FLAGS.out_dir)
+def write(fv: flags.FlagValues, name: str, rows: list[dict], key: tuple[str, ...], meta: dict, title: str) -> None:
+    """Write the rows to --out_dir (with --append, merged with the existing table by `key`), sorted by `key`."""
+    if fv.append:
+        rows = harness.merge_with_previous(name, rows, key, fv.out_dir)
     rows = sorted(rows, key=lambda row: tuple(row[k] for k in key))
-    print("wrote", *harness.write_results(name, rows, meta, title, FLAGS.out_dir))
+    print("wrote", *harness.write_results(name, rows, meta, title, fv.out_dir))

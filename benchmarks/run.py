@@ -3,9 +3,9 @@
     reid-benchmarks                      # all of them (or python -m benchmarks.run)
     reid-benchmarks --only=evaluation    # a comma-separated subset, by topic (`bench_<topic>`)
 
-Each benchmark runs in its own Python process: benchmarks declare absl flags at module top, which would collide
-if several were imported into one process, and a fresh process keeps one benchmark's memory out of the next one's
-peak-memory figures. Results land in benchmarks/results/ as each benchmark writes them.
+Each benchmark runs in its own Python process, so that one benchmark's memory stays out of the next one's
+peak-memory figures (each keeps its flags in its own `engine.cli.new_flags()`, so importing them side by side
+declares nothing). Results land in benchmarks/results/ as each benchmark writes them.
 """
 from __future__ import annotations
 

@@ -16,7 +16,9 @@ import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-PACKAGES = ("data", "engine", "features", "rerank", "kvmmn", "acp", "experiments")
+# Every package of ours, benchmarks/ included: a benchmark is a binary, but like every binary it keeps its flags in
+# its own FlagValues, so importing it (or several side by side) declares nothing in absl's global FLAGS.
+PACKAGES = ("data", "engine", "features", "rerank", "kvmmn", "acp", "experiments", "benchmarks")
 
 
 def console_scripts() -> dict[str, str]:

@@ -240,4 +240,9 @@ MUTATIONS = [
      "edits": [("rerank/registry.py", "if module is not None and not replace and reranker.run.__module__ != module:",
                 "if False:")],
      "tests": ["tests/test_rerank_registry.py"]},
+    {"name": "benchmark_declares_global_flags",
+     "why": "importing a benchmark must declare no absl flag (flags only in a binary's own FlagValues)",
+     "edits": [("benchmarks/rerank_common.py", "    flags.DEFINE_integer(\"chunk_size\", 512, chunk_help, flag_values=fv)\n",
+                "    flags.DEFINE_integer(\"chunk_size\", 512, chunk_help)\n")],
+     "tests": ["tests/test_binaries.py"], "select": "declares_no_flag"},
 ]
