@@ -14,13 +14,20 @@ is killed; the temporaries of killed exports are removed by the next one (`engin
 and `signatures`: each serving signature's inputs and outputs with their dtypes and shapes (null = any size), read
 back from the written `saved_model.pb` (the SignatureDefs that TensorFlow Serving and `saved_model_cli show` read),
 so the metadata cannot name an input that no signature has.
+
+The exporter binaries (`kvmmn-export`, `acp-baseline-export`, `acp-export`) share their flags (`define_flags`) and
+the body of their `main` (`export_checkpoint`): claim the export folder before loading anything, restore the
+trained model, export it, print the version folder. Each gives only how its model is restored and written.
 """
 from __future__ import annotations
 
 import json
 import os
+from typing import Any, Callable
 
-from engine import atomic, run_dir
+from absl import flags, logging
+
+from engine import atomic, cli, run_dir
 
 METADATA_FILE = "metadata.json"
 
@@ -71,3 +78,33 @@ def write_version(archive, export_dir: str, tool: str, metadata: dict) -> str:
 def read_metadata(version_dir: str) -> dict:
     """The `metadata.json` of an export version (errors name the file)."""
     return run_dir.read_json(os.path.join(version_dir, METADATA_FILE))
+
+
+def define_flags(fv: flags.FlagValues, trainer: str) -> None:
+    """--checkpoint (a run of the binary `trainer`) and --export_dir, the flags of every exporter binary."""
+    flags.DEFINE_string("checkpoint", None, f"Required: a {trainer} --train_dir (its latest checkpoint) or a "
+                        "checkpoint prefix (.../ckpt-N).", flag_values=fv)
+    flags.DEFINE_string("export_dir", None, "Required: folder of the exports; each export is a new version folder "
+                        "in it (<export_dir>/1, /2, ...).", flag_values=fv)
+
+
+def export_checkpoint(fv: flags.FlagValues, tool: str, trainer: str,
+                      restore: Callable[[str], tuple[Any, dict]],
+                      export: Callable[[Any, str, dict], str]) -> str:
+    """The `main` of an exporter binary whose flags are `define_flags`'s: returns (and prints) the version folder.
+
+    `tool`: the exporter's name, which the export folder is claimed for (`engine.run_dir.claim`) before `restore`
+    loads anything, so a folder that is not the exporter's (a dataset, another tool's) is refused first.
+    `restore(checkpoint) -> (model, metadata)`: the trained model (whatever `export` takes) and the metadata.json
+    entries of its checkpoint (at least "checkpoint", the resolved checkpoint path; "step" when known).
+    `export(model, export_dir, metadata) -> version folder`: writes the export (`write_version`).
+    """
+    checkpoint = cli.require(fv, "checkpoint", f"a {trainer} --train_dir or checkpoint prefix")
+    export_dir = cli.require(fv, "export_dir", "the folder the numbered exports go to")
+    run_dir.claim(export_dir, tool)  # before loading anything: not into a folder not ours
+    model, metadata = restore(checkpoint)
+    version_dir = export(model, export_dir, metadata)
+    step = f" (step {metadata['step']})" if "step" in metadata else ""
+    logging.info("exported %s%s to %s", metadata["checkpoint"], step, version_dir)
+    print(version_dir)
+    return version_dir

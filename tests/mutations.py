@@ -245,4 +245,10 @@ MUTATIONS = [
      "edits": [("benchmarks/rerank_common.py", "    flags.DEFINE_integer(\"chunk_size\", 512, chunk_help, flag_values=fv)\n",
                 "    flags.DEFINE_integer(\"chunk_size\", 512, chunk_help)\n")],
      "tests": ["tests/test_binaries.py"], "select": "declares_no_flag"},
+    {"name": "exporter_loads_before_claiming",
+     "why": "an exporter must refuse a folder not its own before it loads a checkpoint (nothing read, nothing written)",
+     "edits": [("engine/export.py", "    run_dir.claim(export_dir, tool)  # before loading anything: not into a folder "
+                "not ours\n    model, metadata = restore(checkpoint)\n",
+                "    model, metadata = restore(checkpoint)\n    run_dir.claim(export_dir, tool)\n")],
+     "tests": ["tests/test_serving.py"], "select": "claims_its_folder"},
 ]

@@ -336,3 +336,44 @@ def test_kvmmn_score_works_on_bounded_chunks(monkeypatch):
                                                       memory["values"])["scores"]
     assert seen == [(2, 3)] * 9  # 5 x 7 pairs in chunks: 3 of queries (one padded) x 3 of gallery images
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_exporter_claims_its_folder_before_loading_and_prints_the_version(tmp_path, capsys):
+    """engine.export.export_checkpoint, the main of kvmmn-export, acp-baseline-export and acp-export: the export
+    folder is the exporter's before the checkpoint is read, a folder not its own is refused before anything loads,
+    and the version folder written is printed."""
+    from absl import app
+
+    from engine import export
+
+    calls = []
+
+    def flag_values(export_dir):
+        fv = cli.new_flags()
+        export.define_flags(fv, "toy-train")
+        fv(["toy-export", "--checkpoint=runs/toy", f"--export_dir={export_dir}"])
+        return fv
+
+    def restore(checkpoint):
+        calls.append(("restore", checkpoint, run_dir.owner(str(tmp_path / "out"))))
+        return "model", {"checkpoint": checkpoint + "/ckpt-3", "step": 3}
+
+    def write(model, export_dir, metadata):
+        calls.append(("write", model, export_dir, metadata))
+        return os.path.join(export_dir, "1")
+
+    version = export.export_checkpoint(flag_values(tmp_path / "out"), "toy-export", "toy-train", restore, write)
+    assert version == str(tmp_path / "out" / "1") and capsys.readouterr().out == version + "\n"
+    assert calls == [("restore", "runs/toy", "toy-export"),  # claimed before the restore
+                     ("write", "model", str(tmp_path / "out"), {"checkpoint": "runs/toy/ckpt-3", "step": 3})]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    calls.clear()
+    with pytest.raises(run_dir.OwnershipError, match="did not create"):
+        export.export_checkpoint(flag_values(tmp_path / "mine"), "toy-export", "toy-train", restore, write)
+    assert calls == [] and os.listdir(tmp_path / "mine") == ["notes.txt"]
+    fv = cli.new_flags()
+    export.define_flags(fv, "toy-train")
+    fv(["toy-export", f"--export_dir={tmp_path / 'other'}"])
+    with pytest.raises(app.UsageError, match="--checkpoint is required"):
+        export.export_checkpoint(fv, "toy-export", "toy-train", restore, write)

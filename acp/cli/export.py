@@ -10,34 +10,36 @@ from __future__ import annotations
 
 import os
 
-from absl import flags, logging
+from absl import flags
 
 from acp import checkpoint as acp_checkpoint
 from acp import serving
-from engine import cli, run_dir
+from engine import cli, export, run_dir
 from rerank.knn import METRICS
 
 FLAGS = cli.new_flags()
-flags.DEFINE_string("checkpoint", None, "Required: an acp-train --train_dir (its latest checkpoint) or a checkpoint "
-                    "prefix.", flag_values=FLAGS)
-flags.DEFINE_string("export_dir", None, "Required: folder of the exports; each export is a new version folder in it "
-                    "(<export_dir>/1, /2, ...).", flag_values=FLAGS)
+export.define_flags(FLAGS, "acp-train")
 flags.DEFINE_enum("metric", "cosine", METRICS, "Neighbour search of the rerank signature: the metric the model's "
                   "training sequences were mined with.", flag_values=FLAGS)
 
 
-def main(argv):
-    del argv
-    checkpoint = cli.require(FLAGS, "checkpoint", "an acp-train --train_dir or checkpoint prefix")
-    export_dir = cli.require(FLAGS, "export_dir", "the folder the numbered exports go to")
-    run_dir.claim(export_dir, serving.EXPORT_TOOL)  # before loading anything: not into a folder not ours
+def restore(checkpoint: str):
+    """((model, preset, config), metadata entries) of an acp-train checkpoint."""
     _, prefix = acp_checkpoint.resolve(checkpoint)
     model, preset, config = acp_checkpoint.restore_model(prefix)
     stored = run_dir.read_json(os.path.join(os.path.dirname(prefix), acp_checkpoint.CONFIG_FILE))
-    version_dir = serving.export_saved_model(model, export_dir, preset, config, FLAGS["metric"].value,
-                                             extra_metadata={"checkpoint": prefix, "training_config": stored})
-    logging.info("exported %s to %s", prefix, version_dir)
-    print(version_dir)
+    return (model, preset, config), {"checkpoint": prefix, "training_config": stored}
+
+
+def write(restored, export_dir: str, metadata: dict) -> str:
+    model, preset, config = restored
+    return serving.export_saved_model(model, export_dir, preset, config, FLAGS["metric"].value,
+                                      extra_metadata=metadata)
+
+
+def main(argv):
+    del argv
+    export.export_checkpoint(FLAGS, serving.EXPORT_TOOL, "acp-train", restore, write)
 
 
 def run():

@@ -10,29 +10,28 @@ from __future__ import annotations
 
 import os
 
-from absl import flags, logging
-
-from engine import cli, run_dir
+from engine import cli, export, run_dir
 from features import serving, training
 
 FLAGS = cli.new_flags()
-flags.DEFINE_string("checkpoint", None, "Required: training directory of acp-baseline-train (its latest checkpoint) "
-                    "or one checkpoint prefix (.../ckpt-N).", flag_values=FLAGS)
-flags.DEFINE_string("export_dir", None, "Required: folder of the exports; each export is a new version folder in it "
-                    "(<export_dir>/1, /2, ...).", flag_values=FLAGS)
+export.define_flags(FLAGS, "acp-baseline-train")
+
+
+def restore(checkpoint: str):
+    """((model, config), metadata entries) of an acp-baseline-train checkpoint."""
+    model, config, path = training.restore_model(checkpoint)
+    stored = run_dir.read_json(os.path.join(os.path.dirname(path), training.MODEL_CONFIG_FILE))
+    return (model, config), {"checkpoint": path, "training_config": stored}
+
+
+def write(restored, export_dir: str, metadata: dict) -> str:
+    model, config = restored
+    return serving.export_saved_model(model, config, export_dir, extra_metadata=metadata)
 
 
 def main(argv):
     del argv
-    checkpoint = cli.require(FLAGS, "checkpoint", "an acp-baseline-train --train_dir or checkpoint prefix")
-    export_dir = cli.require(FLAGS, "export_dir", "the folder the numbered exports go to")
-    run_dir.claim(export_dir, serving.EXPORT_TOOL)  # before loading anything: not into a folder not ours
-    model, config, path = training.restore_model(checkpoint)
-    stored = run_dir.read_json(os.path.join(os.path.dirname(path), training.MODEL_CONFIG_FILE))
-    version_dir = serving.export_saved_model(model, config, export_dir,
-                                             extra_metadata={"checkpoint": path, "training_config": stored})
-    logging.info("exported %s to %s", path, version_dir)
-    print(version_dir)
+    export.export_checkpoint(FLAGS, serving.EXPORT_TOOL, "acp-baseline-train", restore, write)
 
 
 def run():

@@ -7,17 +7,14 @@ must be new, empty or an earlier kvmmn-export folder. See `kvmmn.serving` for th
 """
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import flags
 
-from engine import cli, run_dir
+from engine import cli, export
 from kvmmn import serving
 from kvmmn.training import load_trained_model
 
 FLAGS = cli.new_flags()
-flags.DEFINE_string("checkpoint", None, "Required: a kvmmn-train --train_dir (its latest checkpoint) or a checkpoint "
-                    "prefix.", flag_values=FLAGS)
-flags.DEFINE_string("export_dir", None, "Required: folder of the exports; each export is a new version folder in it "
-                    "(<export_dir>/1, /2, ...).", flag_values=FLAGS)
+export.define_flags(FLAGS, "kvmmn-train")
 flags.DEFINE_integer("query_batch_size", serving.DEFAULT_QUERY_BATCH_SIZE,
                      "score() compares this many queries ...", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer("gallery_batch_size", serving.DEFAULT_GALLERY_BATCH_SIZE,
@@ -25,17 +22,20 @@ flags.DEFINE_integer("gallery_batch_size", serving.DEFAULT_GALLERY_BATCH_SIZE,
                      flag_values=FLAGS)
 
 
+def restore(checkpoint: str):
+    """(model, metadata entries) of a kvmmn-train checkpoint."""
+    model, config, path, step = load_trained_model(checkpoint)
+    return model, {"training_config": config.to_dict(), "checkpoint": path, "step": step}
+
+
+def write(model, export_dir: str, metadata: dict) -> str:
+    return serving.export_saved_model(model, export_dir, FLAGS["query_batch_size"].value,
+                                      FLAGS["gallery_batch_size"].value, extra_metadata=metadata)
+
+
 def main(argv):
     del argv
-    checkpoint = cli.require(FLAGS, "checkpoint", "a kvmmn-train --train_dir or checkpoint prefix")
-    export_dir = cli.require(FLAGS, "export_dir", "the folder the numbered exports go to")
-    run_dir.claim(export_dir, serving.EXPORT_TOOL)  # before loading anything: not into a folder not ours
-    model, config, checkpoint, step = load_trained_model(checkpoint)
-    version_dir = serving.export_saved_model(
-        model, export_dir, FLAGS["query_batch_size"].value, FLAGS["gallery_batch_size"].value,
-        extra_metadata={"training_config": config.to_dict(), "checkpoint": checkpoint, "step": step})
-    logging.info("exported %s (step %d) to %s", checkpoint, step, version_dir)
-    print(version_dir)
+    export.export_checkpoint(FLAGS, serving.EXPORT_TOOL, "kvmmn-train", restore, write)
 
 
 def run():
