@@ -8,14 +8,17 @@
   create it at program start, before any other TensorFlow op runs.
 
 Every replica receives `global_batch / num_replicas_in_sync` examples. Batch normalisation computes its statistics
-per replica unless the layer is built as `keras.layers.BatchNormalization(synchronized=True)`, which all-reduces
-them across replicas so that a mirrored step equals a single-device step on the global batch.
+per replica unless the layer is built as `keras.layers.BatchNormalization(synchronized=True)` (or switched by
+`use_cross_replica_batchnorm`), which all-reduces them across replicas so that a mirrored step equals a
+single-device step on the global batch; a loss that compares examples with each other (batch-hard mining) sees the
+global batch through `global_batch`.
 """
 from __future__ import annotations
 
 import json
 import os
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -113,3 +116,38 @@ def worker_id(strategy: tf.distribute.Strategy) -> int:
     """The task index of this process in a multi-worker cluster (0 otherwise)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     return int(resolver.task_id or 0) if resolver is not None and resolver.task_id is not None else 0
+
+
+def use_cross_replica_batchnorm(model: keras.Model) -> int:
+    """Make every batch norm of `model` compute its statistics over all replicas; returns how many there are.
+
+    Keras's `BatchNormalization` reads its `synchronized` attribute when called, so this switches layers built
+    by others (nested backbones included) without rebuilding them. XLA (`jit_compile`) compiles each replica's step
+    on its own and cannot run these cross-replica reductions.
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)
+
+
+def global_batch(*tensors):
+    """Inside `strategy.run` with several replicas: each of `tensors` (this replica's share of a batch) concatenated
+    over all replicas in replica order, differentiably (the gradient reaching another replica's rows is summed
+    back to that replica); with one replica, or outside a replica context, `tensors` themselves. Returns a tuple.
+
+    For losses that compare each example with the whole batch (batch-hard triplet mining): computed on this
+    replica's examples against `global_batch(...)`, the replicas' losses add up to the one-device loss.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tensors
+
+    def gather(tensor):
+        if tensor.dtype == tf.int32:  # TensorFlow keeps int32 on the host: MirroredStrategy's all_gather gave the
+            # replica's own rows back, MultiWorkerMirroredStrategy's failed ("destinations can not be empty")
+            return tf.cast(context.all_gather(tf.cast(tensor, tf.int64), axis=0), tf.int32)
+        return context.all_gather(tensor, axis=0)
+
+    return tuple(gather(tensor) for tensor in tensors)

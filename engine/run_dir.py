@@ -74,7 +74,9 @@ def claim(directory: str, tool: str, signature: str | None = None) -> str:
     if found is not None and found != tool:
         raise OwnershipError(f"{directory} is a folder of {found}, not of {tool}: choose another folder")
     if found is None:
-        entries = [e for e in os.listdir(directory) if e != MARKER] if os.path.isdir(directory) else []
+        # a marker being written (`atomic`'s temporary): the workers of one multi-worker run claim it together
+        entries = ([e for e in os.listdir(directory) if e != MARKER and not e.startswith(MARKER + ".tmp-")]
+                   if os.path.isdir(directory) else [])
         if entries and not (signature and signature in entries):
             raise OwnershipError(f"{directory} is a non-empty folder that {tool} did not create (no {MARKER}; "
                                  f"holds {', '.join(sorted(entries)[:3])}{', ...' if len(entries) > 3 else ''}): "

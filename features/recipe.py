@@ -13,6 +13,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from engine.distribute import global_batch
 from engine.schedules import LinearWarmup
 from features.losses import batch_hard_triplet_loss, label_smoothing_cross_entropy
 
@@ -47,13 +48,17 @@ class Recipe:
 
 
 def make_loss_fn(recipe: Recipe):
-    """The engine `loss_fn` of the baseline: per-example label-smoothed CE + batch-hard triplet, and L2 decay."""
+    """The engine `loss_fn` of the baseline: per-example label-smoothed CE + batch-hard triplet, and L2 decay.
+
+    Under several replicas each replica's anchors mine their hardest positive and negative among the whole global
+    batch (`engine.distribute.global_batch`), as one device mining the P x K batch would."""
 
     def loss_fn(model, batch):
         images, labels, _ = batch
         outputs = model(images, training=True)
         cross_entropy = label_smoothing_cross_entropy(labels, outputs["logits"], recipe.label_smoothing)
-        triplet = batch_hard_triplet_loss(outputs["f5"], labels, recipe.triplet_margin)
+        candidates, candidate_labels = global_batch(outputs["f5"], labels)
+        triplet = batch_hard_triplet_loss(outputs["f5"], labels, recipe.triplet_margin, candidates, candidate_labels)
         decay = 0.5 * recipe.weight_decay * tf.add_n(
             [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in model.trainable_variables])
         return {"per_example_loss": cross_entropy + triplet, "regularization_loss": decay,

@@ -12,7 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from data.pipeline import augment_and_normalize, decode, make_dataset, resize
-from engine import checkpoints, precision, run_dir, validation
+from engine import checkpoints, distribute, precision, run_dir, validation
 from engine.train_loop import Trainer, steps_dataset
 from features.head import ModelConfig, build_baseline, feature_extractor
 from features.recipe import Recipe, make_loss_fn
@@ -113,8 +113,11 @@ def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strate
           seed: int = 0) -> dict:
     """Train (or resume training) the baseline on `record.train`; returns the Trainer's result plus "model".
 
-    `loop_config.max_steps` 0 means `recipe.epochs` epochs. The global batch P*K is split over the replicas, so P
-    must be a multiple of their number (each replica then mines triplets among whole identities). The train_dir is
+    `loop_config.max_steps` 0 means `recipe.epochs` epochs. The global batch P*K is split evenly over the replicas
+    (it must divide); with several replicas (`--strategy=mirrored` or `multi_worker`) every batch norm computes its
+    statistics over all of them and each replica mines its triplets in the whole global batch, so a step on R
+    replicas equals a step on one device with the same P x K batch (`tests/test_faults_multiworker.py`); XLA cannot
+    compile those cross-replica reductions. The train_dir is
     acp-baseline-train's own (`engine.run_dir.claim`: a user's or another tool's folder is refused first); a run
     killed anywhere and restarted ends bit-identical to an uninterrupted one (`tests/test_faults.py`).
     With `recipe.eval_every` > 0 a few training identities are held out (`engine.validation`, drawn with `seed`)
@@ -133,9 +136,12 @@ def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strate
                          f"{model_config.num_classes} classes of the model configuration")
     sampler = PKSampler(labels, recipe.num_identities, recipe.num_instances, seed)
     replicas = strategy.num_replicas_in_sync
-    if recipe.num_identities % replicas:
-        raise ValueError(f"P={recipe.num_identities} identities per batch cannot be split over {replicas} replicas "
-                         "into whole identities: choose a multiple")
+    if sampler.batch_size % replicas:
+        raise ValueError(f"P x K = {sampler.batch_size} images per batch do not split evenly over {replicas} "
+                         f"replicas: choose P or K so that {replicas} divides their product")
+    if loop_config.xla and replicas > 1:
+        raise ValueError(f"--xla cannot compile the cross-replica batch norm and triplet mining of {replicas} "
+                         "replicas: use --noxla")
     if loop_config.max_steps == 0:
         loop_config = dataclasses.replace(loop_config, max_steps=recipe.epochs * sampler.steps_per_epoch)
     save_model_config(model_config, loop_config.train_dir, seed)
@@ -143,6 +149,8 @@ def train(record, model_config: ModelConfig, recipe: Recipe, loop_config, strate
         logging.warning("no --pretrained weights: the ResNet backbone starts from random initialisation")
     with strategy.scope():
         model = build_baseline(model_config, pretrained)
+        if replicas > 1:
+            logging.info("cross-replica batch norm in %d layers", distribute.use_cross_replica_batchnorm(model))
         optimizer = precision.wrap_optimizer(keras.optimizers.Adam(recipe.schedule(sampler.steps_per_epoch)))
     hooks = [validation.EvalHook(make_validation(model, validation_query, validation_gallery,
                                                  model_config.image_size), recipe.eval_every)] \

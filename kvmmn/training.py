@@ -221,19 +221,6 @@ def check_or_write_run_config(config: TrainConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- model and loss
-def use_cross_replica_batchnorm(model: keras.Model) -> int:
-    """Make every batch norm of `model` compute its statistics over all replicas; returns how many there are.
-
-    Keras's `BatchNormalization` reads its `synchronized` attribute when called, so this switches layers built
-    by others (the KVM-MN layers, Inception V1) without rebuilding them.
-    """
-    layers = [layer for layer in model._flatten_layers(include_self=False)
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in layers:
-        layer.synchronized = True
-    return len(layers)
-
-
 def decayed_weights(model: keras.Model) -> list:
     """The variables weight decay applies to: trainable weight matrices and kernels (rank >= 2)."""
     return [v for v in model.trainable_variables if len(v.shape) >= 2]
@@ -320,7 +307,7 @@ def build_model(config: TrainConfig, replicas: int = 1) -> KVMMN:
     """The KVM-MN model of `config` (call under the strategy's scope), with the pretrained backbone if any."""
     model = KVMMN(config.model)
     if replicas > 1 and config.cross_replica_batchnorm:
-        logging.info("cross-replica batch norm in %d layers", use_cross_replica_batchnorm(model))
+        logging.info("cross-replica batch norm in %d layers", distribute.use_cross_replica_batchnorm(model))
     if config.pretrained and is_backbone_checkpoint(config.pretrained):
         load_backbone(model.backbone, config.pretrained)
         logging.info("backbone restored from the pre-trained backbone checkpoint %s", config.pretrained)

@@ -251,4 +251,15 @@ MUTATIONS = [
                 "not ours\n    model, metadata = restore(checkpoint)\n",
                 "    model, metadata = restore(checkpoint)\n    run_dir.claim(export_dir, tool)\n")],
      "tests": ["tests/test_serving.py"], "select": "claims_its_folder"},
+    {"name": "baseline_mines_triplets_per_replica",
+     "why": "with several replicas the baseline's batch-hard triplets must be mined in the whole P x K batch, as one "
+            "device mines them, or multi-worker training is another training",
+     "edits": [("features/recipe.py", "recipe.triplet_margin, candidates, candidate_labels)",
+                "recipe.triplet_margin)")],
+     "tests": ["tests/test_faults_multiworker.py"], "select": "baseline"},
+    {"name": "baseline_batchnorm_per_replica",
+     "why": "with several replicas the baseline's batch norm statistics must be the global batch's",
+     "edits": [("features/training.py", "            logging.info(\"cross-replica batch norm in %d layers\", "
+                "distribute.use_cross_replica_batchnorm(model))\n", "            pass\n")],
+     "tests": ["tests/test_faults_multiworker.py"], "select": "baseline"},
 ]

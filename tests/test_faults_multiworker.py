@@ -1,17 +1,18 @@
 """--strategy=multi_worker for real (issue 20 item 5): two worker processes on 127.0.0.1 with TF_CONFIG train the
-tiny KVM-MN run of `tests/fault_child.py` (cross-replica batch norm over the two workers); a worker killed mid-run
-(SIGKILL after step 3, `engine.faults`) takes the other down with it (its collectives fail), both are restarted,
-resume from the chief's checkpoint 2 and end at step 6 with the weights of a one-process run of the same global
-batch: no step lost, none repeated."""
+tiny KVM-MN run and the tiny ResNet baseline run of `tests/fault_child.py` (cross-replica batch norm over the two
+workers; the baseline's batch-hard triplets mined in the whole global batch); a worker killed mid-run (SIGKILL
+after step 3, `engine.faults`) takes the other down with it (its collectives fail), both are restarted, resume
+from the chief's checkpoint 2 and end at step 6 with the weights of a one-process run of the same global batch: no
+step lost, none repeated."""
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from engine import faults, run_dir
@@ -30,8 +31,9 @@ def free_ports(count):
     return ports
 
 
-def start_workers(train_dir, data_root, fault_for=None):
-    """Two worker processes of the KVM-MN run; worker `fault_for` gets REID_FAULT=step:3."""
+def start_workers(kind, train_dir, data_root, fault_for=None):
+    """Two worker processes of the `kind` run of `tests/fault_child.py`; worker `fault_for` gets
+    REID_FAULT=step:3."""
     hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = []
     for index in range(2):
@@ -41,18 +43,21 @@ def start_workers(train_dir, data_root, fault_for=None):
         if index == fault_for:
             env[faults.ENVIRONMENT] = "step:3"
         workers.append(subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "fault_child.py"), "kvmmn", train_dir, data_root, "multi_worker"],
+            [sys.executable, os.path.join(HERE, "fault_child.py"), kind, train_dir, data_root, "multi_worker"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     return workers
 
 
-def model_tensors(prefix):
+def trained_tensors(prefix):
+    """The float tensors of a checkpoint's model and optimizer: the trainable weights (saved once, under the
+    optimizer), the optimizer's slots and the batch-norm statistics."""
     reader = tf.train.load_checkpoint(prefix)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith("model/") and reader.get_tensor(name).dtype.kind == "f"}
+            if name.split("/")[0] in ("model", "optimizer") and reader.get_tensor(name).dtype.kind == "f"}
 
 
-def test_two_workers_killed_and_restarted_end_with_the_one_process_weights(tmp_path):
+@pytest.mark.parametrize("kind", ["kvmmn", "baseline"])
+def test_two_workers_killed_and_restarted_end_with_the_one_process_weights(kind, tmp_path):
     import importlib.util
 
     from data import datasets
@@ -64,18 +69,16 @@ def test_two_workers_killed_and_restarted_end_with_the_one_process_weights(tmp_p
     datasets.load("synthetic", data_root, progress=False, **child.SYNTHETIC)
     train_dir = str(tmp_path / "multi_worker")
 
-    workers = start_workers(train_dir, data_root, fault_for=1)
+    workers = start_workers(kind, train_dir, data_root, fault_for=1)
     assert workers[1].wait(timeout=600) == -signal.SIGKILL, workers[1].stdout.read()[-3000:]
-    deadline = time.monotonic() + 60  # the chief's collectives fail once its peer stops; it is then stopped too
-    while workers[0].poll() is None and time.monotonic() < deadline:
-        time.sleep(1)
-    if workers[0].poll() is None:
-        workers[0].kill()
+    # the chief cannot pass step 3 alone (its collectives wait for the dead peer, then fail after 20-60 s): a
+    # cluster manager restarts the whole job, so it is killed now, wherever it waits
+    workers[0].kill()
     workers[0].wait()
     assert run_dir.checkpoint_steps(train_dir) == [2]
     kept = os.stat(f"{train_dir}/ckpt-2.index").st_ino
 
-    workers = start_workers(train_dir, data_root)
+    workers = start_workers(kind, train_dir, data_root)
     outputs = [worker.communicate(timeout=600)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert run_dir.checkpoint_steps(train_dir) == [2, 4, 6]
@@ -83,10 +86,10 @@ def test_two_workers_killed_and_restarted_end_with_the_one_process_weights(tmp_p
     assert not [name for name in os.listdir(train_dir) if name.startswith(".worker")]  # the other worker's copies
 
     single = str(tmp_path / "one_process")
-    child.run_kvmmn(single, data_root)  # one device, the same global batch of 2 combinations
-    got, want = model_tensors(f"{train_dir}/ckpt-6"), model_tensors(f"{single}/ckpt-6")
+    child.RUNS[kind](single, data_root)  # one device, the same global batch
+    got, want = trained_tensors(f"{train_dir}/ckpt-6"), trained_tensors(f"{single}/ckpt-6")
     assert sorted(got) == sorted(want) and len(want) > 10
-    start = model_tensors(f"{single}/ckpt-2")
+    start = trained_tensors(f"{single}/ckpt-2")
     assert any(not np.allclose(want[name], start[name]) for name in want)  # steps 3-6 moved the weights
     for name in want:
-        np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=2e-5, err_msg=name)
