@@ -12,6 +12,8 @@ Points (the `step` is the training step just completed, or the item count of a w
   checkpoint_files   after a checkpoint's .data and .index are written, before the `checkpoint` state file
   checkpoint_state   after the state file, before older checkpoints are deleted
   results_row        in `experiments.results`, after a row's bytes are half written to the temporary file
+  synthetic_staged   in the synthetic generator, after the dataset is complete in its temporary folder, before
+                     it is renamed into place (the step: its number of images)
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import os
 import signal
 
 ENVIRONMENT = "REID_FAULT"
-POINTS = ("step", "checkpoint_data", "checkpoint_files", "checkpoint_state", "results_row")
+POINTS = ("step", "checkpoint_data", "checkpoint_files", "checkpoint_state", "results_row", "synthetic_staged")
 
 
 def armed() -> dict[str, set[int]]:

@@ -262,4 +262,8 @@ MUTATIONS = [
      "edits": [("features/training.py", "            logging.info(\"cross-replica batch norm in %d layers\", "
                 "distribute.use_cross_replica_batchnorm(model))\n", "            pass\n")],
      "tests": ["tests/test_faults_multiworker.py"], "select": "baseline"},
+    {"name": "synthetic_killed_staging_kept",
+     "why": "a killed generator's temporary folder (a whole dataset) must not stay beside the root forever",
+     "edits": [("data/synthetic/generator.py", "    atomic.remove_dead_temporaries(_hidden(root))\n", "")],
+     "tests": ["tests/test_synthetic.py"], "select": "killed_generator"},
 ]

@@ -3,6 +3,7 @@ written atomically with a metadata file that tells generations apart."""
 import collections
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -138,6 +139,26 @@ def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         synthetic.generate(str(tmp_path / "data"), **TINY)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_killed_generators_folder_is_removed_and_a_running_ones_kept(tmp_path, tiny_root):
+    """SIGKILL between the complete temporary folder and its rename (`engine.faults`): the folder, named after the
+    dead process, is removed by the next call, which writes the same dataset; a live process's folder is kept."""
+    root = str(tmp_path / "data")
+    images = sum(synthetic.read_metadata(tiny_root)["images"].values())
+    code = f"from data import synthetic; synthetic.generate({root!r}, **{TINY!r})"
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__)),
+                             env={**os.environ, "REID_FAULT": f"synthetic_staged:{images}"}, stderr=subprocess.PIPE,
+                             text=True)
+    assert child.wait(timeout=120) == -9, child.stderr.read()[-2000:]
+    [left] = os.listdir(tmp_path)  # complete, never renamed into place
+    assert re.fullmatch(rf"\.data\.tmp-{child.pid}-partial-\w+", left) and _files(tmp_path / left) == _files(tiny_root)
+    running = tmp_path / f".data.tmp-{os.getppid()}-partial-x"  # a live process's, writing now
+    running.mkdir()
+    assert synthetic.generate(root, **TINY) == root
+    assert sorted(os.listdir(tmp_path)) == [running.name, "data"]
+    assert _files(root) == _files(tiny_root)
+    assert synthetic.read_metadata(root) == synthetic.read_metadata(tiny_root)
 
 
 def test_a_concurrent_identical_copy_wins_the_rename(tmp_path, tiny_root):

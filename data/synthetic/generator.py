@@ -23,6 +23,7 @@ import numpy as np
 
 from data.record import DatasetError
 from data.synthetic import people, render
+from engine import atomic, faults
 
 GENERATOR = "data.synthetic"
 GENERATOR_VERSION = 2  # 2: look-alikes keep their prototype's colours (data.synthetic.people)
@@ -312,7 +313,9 @@ def generate(root: str | None = None, *, overwrite: bool = False, progress: bool
     The dataset is written into a temporary folder beside `root` and renamed into place when complete, so that no
     reader ever sees half a dataset, and concurrent callers (test workers) agree on one copy. synthetic.json records
     the parameters and a manifest (size and CRC-32 of every image); an existing root is reused only if its images
-    still match it (`manifest_mismatch`).
+    still match it (`manifest_mismatch`). The temporary folders (the one being written, and a replaced copy being
+    deleted) are named `.<root name>.tmp-<pid>-...` after their process (`_staging`); every call first removes those
+    whose process has ended (a killed generator's), never a running one's (`engine.atomic`).
 
     Args:
       root: the dataset folder; None: `default_root(config)`.
@@ -329,6 +332,7 @@ def generate(root: str | None = None, *, overwrite: bool = False, progress: bool
     """
     config = make_config(**params)
     root = os.path.abspath(os.path.expanduser(root or default_root(config)))
+    atomic.remove_dead_temporaries(_hidden(root))
     state, why = _state(root, config, checksums)
     if state == "current":
         return root
@@ -340,13 +344,14 @@ def generate(root: str | None = None, *, overwrite: bool = False, progress: bool
         print(f"synthetic dataset: {why}; regenerating it", file=sys.stderr)
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.partial-", dir=parent)
+    staging = _staging(root, "partial")
     try:
         summary = _write_images(staging, config, progress)
         metadata = {"generator": GENERATOR, "version": GENERATOR_VERSION, "config": dataclasses.asdict(config),
                     **summary}
         with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=1)
+        faults.point("synthetic_staged", sum(summary["images"].values()))
         _move_into_place(staging, root, config, checksums)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -356,7 +361,7 @@ def generate(root: str | None = None, *, overwrite: bool = False, progress: bool
 def _move_into_place(staging: str, root: str, config: SyntheticConfig, checksums: bool = True) -> None:
     # Decided again here: another process may have put a sound copy of the same configuration in place meanwhile.
     if _state(root, config, checksums)[0] in ("stale", "damaged", "unverified"):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.old-", dir=os.path.dirname(root))
+        old = _staging(root, "old")
         os.replace(root, os.path.join(old, "dataset"))
         shutil.rmtree(old, ignore_errors=True)
     try:
@@ -365,6 +370,18 @@ def _move_into_place(staging: str, root: str, config: SyntheticConfig, checksums
         # Another process renamed its copy first; fine if it is the same configuration, intact.
         if _state(root, config, checksums)[0] != "current":
             raise
+
+
+def _hidden(root: str) -> str:
+    """`.<root name>` beside `root`: the name the temporary folders of `root` extend (hidden from listings)."""
+    return os.path.join(os.path.dirname(root), "." + os.path.basename(root))
+
+
+def _staging(root: str, purpose: str) -> str:
+    """A new empty folder `.<root name>.tmp-<pid>-<purpose>-<random>` beside `root`: `engine.atomic`'s temporary
+    name of `_hidden(root)`, so that the next call removes it if this process dies (a SIGKILL runs no cleanup)."""
+    return tempfile.mkdtemp(prefix=f"{os.path.basename(_hidden(root))}.tmp-{os.getpid()}-{purpose}-",
+                            dir=os.path.dirname(root))
 
 
 def default_root(config: SyntheticConfig) -> str:
