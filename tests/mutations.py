@@ -266,4 +266,9 @@ MUTATIONS = [
      "why": "a killed generator's temporary folder (a whole dataset) must not stay beside the root forever",
      "edits": [("data/synthetic/generator.py", "    atomic.remove_dead_temporaries(_hidden(root))\n", "")],
      "tests": ["tests/test_synthetic.py"], "select": "killed_generator"},
+    {"name": "jpeg_decoder_warnings_accepted",
+     "why": "a JPEG that libjpeg decodes only with a warning (scan data cut, zeroed, inserted) holds damaged pixels",
+     "edits": [("data/pipeline.py", "    if strict and data[:3].tobytes() == JPEG_SIGNATURE:",
+                "    if False and data[:3].tobytes() == JPEG_SIGNATURE:")],
+     "tests": ["tests/test_bad_inputs.py"], "select": "corrupt_scan_data"},
 ]
