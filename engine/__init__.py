@@ -8,7 +8,9 @@ Modules and their API
   when there is no GPU (tests split the CPU in two); multi_worker = MultiWorkerMirroredStrategy through
   `TF_CONFIG` (`StrategyError` naming the field when it is missing or malformed; `parse_tf_config(raw=None)`).
   `is_chief(strategy)`, `worker_id(strategy)`. Cross-replica batch norm is
-  `keras.layers.BatchNormalization(synchronized=True)`; plain BN normalises each replica's share.
+  `keras.layers.BatchNormalization(synchronized=True)`, or `use_cross_replica_batchnorm(model)` for a built model;
+  plain BN normalises each replica's share. `global_batch(*tensors)` inside `strategy.run`: the tensors
+  concatenated over the replicas (differentiable all-gather), for losses that compare examples across the batch.
 `engine.cli`
   What every binary (`<package>/cli/<name>.py`) is made of; libraries declare no flag. `new_flags()` (the binary's
   own absl FlagValues, with --debug and --verbose_tf); `define_config_flags(fv, Dataclass, help=, checks=, names=,
