@@ -271,4 +271,13 @@ MUTATIONS = [
      "edits": [("data/pipeline.py", "    if strict and data[:3].tobytes() == JPEG_SIGNATURE:",
                 "    if False and data[:3].tobytes() == JPEG_SIGNATURE:")],
      "tests": ["tests/test_bad_inputs.py"], "select": "corrupt_scan_data"},
+    {"name": "kvmmn_demo_seed_not_reaching_training",
+     "why": "the demo's training seeds must seed each run's set-wise training, or its mean over seeds is one run",
+     "edits": [("kvmmn/demo.py", "model=model, seed=seed,\n", "model=model,\n")],
+     "tests": ["tests/test_kvmmn_eval_export.py"], "select": "averages_its_training_seeds"},
+    {"name": "kvmmn_demo_mean_is_first_seed",
+     "why": "the demo's KVM-MN table is the mean over its training seeds",
+     "edits": [("kvmmn/demo.py", "to_json(mean_over_seeds([run[method] for run in runs]))",
+                "to_json(runs[0][method])")],
+     "tests": ["tests/test_kvmmn_eval_export.py"], "select": "averages_its_training_seeds"},
 ]

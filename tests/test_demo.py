@@ -101,6 +101,19 @@ def test_demo_writes_every_printed_number_as_json(tmp_path, capsys):
     assert f"Results (JSON): {output}" in printed
 
 
+def test_demo_kvmmn_seeds_flag_is_checked_before_any_work(tmp_path):
+    from engine import cli
+    from experiments.cli import demo as demo_binary
+
+    for bad in ("1,1", "a", "-1", ""):
+        cli.parse(demo_binary.FLAGS, ["reid-demo", "--parts=histogram", f"--kvmmn_seeds={bad}",
+                                      f"--data_root={tmp_path / 'never'}"])
+        with pytest.raises(cli.UserError, match="--kvmmn_seeds"):
+            demo_binary.main(["reid-demo"])
+    assert not (tmp_path / "never").exists()
+    assert demo_binary.kvmmn_seeds(["2", "0"]) == [2, 0]
+
+
 def test_demo_claims_say_which_held():
     results = {"histogram": {"histogram": {"mAP": 0.30, "rank1": 0.28}},
                "kvmmn": {"kvmmn": {"mAP": 0.35, "rank1": 0.40}, "pooled_l2": {"mAP": 0.36, "rank1": 0.30}},

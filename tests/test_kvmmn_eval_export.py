@@ -153,3 +153,23 @@ def test_demo_reports_kvmmn_beside_pooled_l2_and_chance(run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| KVM-MN |" in printed and "2 set-wise steps on the synthetic dataset" in printed
     assert load_trained_model(out["train_dir"])[3] == 2
+
+
+def test_demo_averages_its_training_seeds(run, tmp_path, capsys):
+    """`seeds`: one run per seed in train_dir/seed_<s>, seeded (other seeds, other numbers), and the table is
+    their mean; the first seed's run is the one returned."""
+    _, _, record = run
+    root = os.path.dirname(os.path.dirname(record.train[0].path))
+    out = run_demo(root, steps=3, train_dir=str(tmp_path / "demo"), show_progress=False,
+                   pretrain=PretrainConfig(steps=2), seeds=(0, 3), dataset_options=SYNTHETIC)
+    assert sorted(out["per_seed"]) == [0, 3]
+    for method in ("kvmmn", "pooled_l2"):
+        per_seed = [out["per_seed"][s][method]["mAP"] for s in (0, 3)]
+        assert per_seed[0] != per_seed[1]  # the seed reaches the initialisation and the sampling
+        assert out["results"][method]["mAP"] == pytest.approx(np.mean(per_seed))
+        assert out["results"][method]["num_queries"] == len(record.query)
+    assert out["train_dir"] == str(tmp_path / "demo" / "seed_0")
+    assert load_trained_model(str(tmp_path / "demo" / "seed_3"))[1].seed == 3
+    assert "Mean over training seeds 0, 3" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="distinct training seeds"):
+        run_demo(root, steps=1, seeds=(1, 1), dataset_options=SYNTHETIC)
