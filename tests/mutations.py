@@ -280,4 +280,9 @@ MUTATIONS = [
      "edits": [("kvmmn/demo.py", "to_json(mean_over_seeds([run[method] for run in runs]))",
                 "to_json(runs[0][method])")],
      "tests": ["tests/test_kvmmn_eval_export.py"], "select": "averages_its_training_seeds"},
+    {"name": "cuhk03_dead_extraction_kept",
+     "why": "a killed CUHK03 extraction's half-written image folder must not stay beside the .mat",
+     "edits": [("data/datasets/cuhk03.py", "    atomic.remove_dead_temporaries(target)  # what a killed extraction "
+                "left, half-written\n", "")],
+     "tests": ["tests/test_datasets_cuhk.py"], "select": "extracts_once"},
 ]

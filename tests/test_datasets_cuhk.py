@@ -82,7 +82,7 @@ def _pids(samples):
 
 def test_cuhk03_extracts_once_into_an_atomic_cache(cuhk03_root, monkeypatch):
     release = os.path.join(cuhk03_root, "cuhk03_release")
-    stale = os.path.join(release, "images_labeled.partial-999999999")
+    stale = os.path.join(release, "images_labeled.tmp-999999999")
     os.makedirs(stale)
     open(os.path.join(stale, "1_001_1_01.png"), "wb").close()  # a half-written leftover of a dead process
 

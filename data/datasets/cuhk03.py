@@ -6,7 +6,7 @@ Layout (in ROOT or `ROOT/cuhk03`, any one of):
     `labeled` and `detected` are cells of 5 camera pairs, each a (persons x 10) cell of images stored as HDF5
     object references ((10, persons) in HDF5 order), slots 1-5 from the pair's first camera and 6-10 from its
     second, empty slots skipped; `testsets` holds the 20 classic test sets of 100 [pair, person] rows. The images
-    are extracted once into `images_<variant>/` beside the .mat: written into `images_<variant>.partial-<pid>`
+    are extracted once into `images_<variant>/` beside the .mat: written into `images_<variant>.tmp-<pid>`
     and renamed when complete, so a half-written cache is never used (a leftover of a dead process is removed).
   * an extracted folder in torchreid's naming `{pair}_{person:03d}_{view}_{slot:02d}.png`, as
     `images_<variant>/` or the folder itself (the classic protocol still needs the .mat for `testsets`).
@@ -49,6 +49,7 @@ from data.datasets.common import list_images, list_once, require_dir
 from data.datasets.reid_layout import find_dataset_dir
 from data.datasets.splits import check_official, identity_partition, split_parts, unknown_split
 from data.record import DatasetError, Record, Sample, relabel
+from engine import atomic
 from engine.progress import Progress
 
 VARIANTS = ("labeled", "detected")
@@ -123,29 +124,10 @@ def _decode_image(ds, path: str, where: str):
     return np.ascontiguousarray(data.T)
 
 
-def _remove_stale(target: str) -> None:
-    """Remove `<target>.partial-<pid>` folders whose process has ended (a crash left them half-written)."""
-    parent, base = os.path.split(target)
-    for name in os.listdir(parent):
-        suffix = name[len(base) + len(".partial-"):]
-        if name.startswith(base + ".partial-") and suffix.isdigit() and not _alive(int(suffix)):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def extract_images(mat_path: str, variant: str, target: str, verbose: bool = True) -> str:
     """Write every image of `variant` in `mat_path` as `target/<torchreid name>.png`, atomically (module doc)."""
-    _remove_stale(target)
-    partial = f"{target}.partial-{os.getpid()}"
+    atomic.remove_dead_temporaries(target)  # what a killed extraction left, half-written
+    partial = atomic.temporary_path(target)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         os.makedirs(partial)
