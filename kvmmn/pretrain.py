@@ -135,8 +135,10 @@ def pretrain_backbone(backbone: keras.Model, samples: Sequence[Sample], config: 
         loss, accuracy = step(tf.constant(index), tf.constant([config.seed, number], tf.int64))
         if number >= config.steps - tail:
             recent.append((float(loss), float(accuracy)))
-        if bar.due() or number + 1 == config.steps:
-            bar.update(number + 1, {"loss": float(loss), "accuracy": float(accuracy)}, force=number + 1 == config.steps)
+        # a line every tenth of the steps where the output is a log (plain lines), as often as due on a terminal
+        force = number + 1 == config.steps or (not bar.interactive and (number + 1) % tail == 0)
+        if number == 0 or force or bar.due():  # step 1 starts the rate's clock, after the tracing
+            bar.update(number + 1, {"loss": float(loss), "accuracy": float(accuracy)}, force=force)
     loss, accuracy = np.mean(recent, axis=0)
     if not np.isfinite(loss):
         raise FloatingPointError(f"backbone pre-training diverged (loss {loss}); lower the learning rate")

@@ -285,4 +285,8 @@ MUTATIONS = [
      "edits": [("data/datasets/cuhk03.py", "    atomic.remove_dead_temporaries(target)  # what a killed extraction "
                 "left, half-written\n", "")],
      "tests": ["tests/test_datasets_cuhk.py"], "select": "extracts_once"},
+    {"name": "pretrain_progress_silent_in_logs",
+     "why": "pre-training written to a log must say how far it is (a line per tenth), not only its last step",
+     "edits": [("kvmmn/pretrain.py", "(not bar.interactive and (number + 1) % tail == 0)", "False")],
+     "tests": ["tests/test_kvmmn_pretrain.py"], "select": "progress_in_a_log"},
 ]

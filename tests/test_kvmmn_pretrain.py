@@ -1,5 +1,7 @@
 """kvmmn/pretrain.py: identity pre-training makes the backbone's pooled features rank held-out identities, and its
 checkpoint is what `TrainConfig(pretrained=...)` starts KVM-MN's training from."""
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -55,3 +57,11 @@ def test_not_a_backbone_checkpoint_is_refused(tmp_path):
         TrainConfig(train_dir=str(tmp_path / "run"), model=MODEL, pretrained=slim_like)
     with pytest.raises(ValueError, match="steps=0 must be >= 1"):
         PretrainConfig(steps=0)
+
+
+def test_pretraining_progress_in_a_log_is_a_line_per_tenth_with_a_rate(record, capsys):
+    """Where stdout is a log, pre-training prints plain lines, one per tenth of the steps, with a measured rate."""
+    pretrain_backbone(KVMMN(MODEL).backbone, record.train, PretrainConfig(steps=20, batch_size=4), progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == [f"{2 * i}/20" for i in range(1, 11)], lines
+    assert all(float(re.search(r"([\d.]+) steps/s", line).group(1)) > 0 for line in lines), lines

@@ -198,3 +198,12 @@ def test_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "2 train / 2 test identities" in result.stdout
     assert synthetic.read_config(str(root)).num_identities == 4
+
+
+def test_generator_progress_is_plain_lines_in_a_log(tmp_path, capsys):
+    """Where stderr is not a terminal (a log, CI), the generator's progress is whole lines: no carriage returns or
+    terminal codes glued into one line, and a last line with the count and the time taken."""
+    synthetic.generate(str(tmp_path / "world"), progress=True, **TINY)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\033" not in err, repr(err[:200])
+    assert re.search(r"^(\d+)/\1 \[=+\] [\d.]+ images/s in ", err, re.MULTILINE), err

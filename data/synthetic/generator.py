@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import zlib
 from typing import Iterator
 
@@ -24,6 +23,7 @@ import numpy as np
 from data.record import DatasetError
 from data.synthetic import people, render
 from engine import atomic, faults
+from engine.progress import Progress
 
 GENERATOR = "data.synthetic"
 GENERATOR_VERSION = 2  # 2: look-alikes keep their prototype's colours (data.synthetic.people)
@@ -186,7 +186,7 @@ def _write_images(folder: str, config: SyntheticConfig, progress: bool) -> dict:
               for im in plan if im.kind == "identity"}
     for name in FOLDERS.values():
         os.makedirs(os.path.join(folder, name))
-    bar = _Progress(len(plan)) if progress else None
+    bar = Progress(len(plan), unit="images", stream=sys.stderr) if progress else None  # throttles itself
     frames = [0] * config.num_cameras
     counts = {subset: 0 for subset in FOLDERS}
     files = {}
@@ -200,23 +200,9 @@ def _write_images(folder: str, config: SyntheticConfig, progress: bool) -> dict:
         encoded.tofile(os.path.join(folder, name))
         files[name] = [int(encoded.size), zlib.crc32(encoded)]
         counts[image.subset] += 1
-        if bar is not None and (step % 25 == 0 or step == len(plan)):
+        if bar is not None:
             bar.update(step)
     return {"groups": groups, "train_pids": train_pids, "test_pids": test_pids, "images": counts, "files": files}
-
-
-class _Progress:
-    """A one-line progress report on stderr (the generator runs without TensorFlow, so no Keras Progbar)."""
-
-    def __init__(self, total: int):
-        self.total, self.start = total, time.monotonic()
-
-    def update(self, done: int) -> None:
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / done * (self.total - done)
-        end = "\n" if done == self.total else ""
-        print(f"\rsynthetic dataset: {done}/{self.total} images, {elapsed:.0f}s, ETA {eta:.0f}s", end=end,
-              file=sys.stderr, flush=True)
 
 
 def read_metadata(root: str) -> dict | None:
