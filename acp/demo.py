@@ -76,10 +76,14 @@ class DemoConfig:
 
 
 def _features_are_current(feature_file: str, baseline_dir: str) -> bool:
-    """Whether `feature_file` was written after the baseline's latest checkpoint (so extraction can be skipped)."""
+    """Whether `feature_file` was written after the baseline's latest checkpoint and records its protocol (a
+    format-1 file of an older version does not: it is extracted again rather than evaluated with a warning)."""
     latest = tf.train.latest_checkpoint(baseline_dir)
-    return (latest is not None and os.path.isfile(feature_file)
-            and os.path.getmtime(feature_file) >= os.path.getmtime(latest + ".index"))
+    if latest is None or not os.path.isfile(feature_file) or (
+            os.path.getmtime(feature_file) < os.path.getmtime(latest + ".index")):
+        return False
+    with np.load(feature_file) as archive:
+        return "protocol" in archive.files and bool(str(archive["protocol"]))
 
 
 def train_and_extract(record, work_dir: str, config: DemoConfig, strategy, verbose: int) -> str:

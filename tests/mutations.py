@@ -289,4 +289,10 @@ MUTATIONS = [
      "why": "pre-training written to a log must say how far it is (a line per tenth), not only its last step",
      "edits": [("kvmmn/pretrain.py", "(not bar.interactive and (number + 1) % tail == 0)", "False")],
      "tests": ["tests/test_kvmmn_pretrain.py"], "select": "progress_in_a_log"},
+    {"name": "acp_demo_keeps_old_format_features",
+     "why": "the demo's cached feature file of an older format (no protocol) must be extracted again, not evaluated "
+            "with a warning per method",
+     "edits": [("acp/demo.py", "        return \"protocol\" in archive.files and bool(str(archive[\"protocol\"]))",
+                "        return True")],
+     "tests": ["tests/test_acp_learning.py"], "select": "older_format"},
 ]

@@ -1,6 +1,7 @@
 """The ACP demo's pipeline (acp.demo): what run_demo hands to experiments.demo, and the baseline's recipe details
 that decide whether a short training learns."""
 import dataclasses
+import os
 
 import keras
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 
 from acp import demo, training
 from data import evaluation
+from engine import distribute
+from features import feature_file as feature_files
 from features.head import ModelConfig, build_baseline
 from features.recipe import Recipe
 
@@ -34,6 +37,19 @@ def tiny_demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("acp_demo")
     return demo.run_demo(str(root / "data"), str(root / "work"), TINY_DEMO, load_options=TINY_DATA, verbose=0,
                          print_fn=lambda *args: None)
+
+
+def test_run_demo_extracts_again_a_feature_file_of_an_older_format(tiny_demo):
+    """A cached feature file without the protocol (format 1, an older version's cache) is written again, with it."""
+    feature_file, work_dir = tiny_demo["feature_file"], tiny_demo["work_dir"]
+    with np.load(feature_file) as archive:
+        old = {name: archive[name] for name in archive.files if name not in ("protocol", "dataset_split")}
+    old["version"] = np.asarray(1, np.int64)
+    np.savez(feature_file, **old)
+    os.utime(feature_file)  # newer than the checkpoint: only the format makes it stale
+    again = demo.train_and_extract(tiny_demo["record"], work_dir, TINY_DEMO, distribute.make_strategy("one_device"),
+                                   verbose=0)
+    assert again == feature_file and feature_files.load_features(feature_file).protocol == tiny_demo["protocol"]
 
 
 def test_run_demo_returns_each_method_with_its_ranking(tiny_demo):
