@@ -18,7 +18,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m experiments.demo
+	$(PY) -m experiments.cli.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15 tests
