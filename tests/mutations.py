@@ -80,7 +80,7 @@ MUTATIONS = [
      "tests": ["tests/test_kvmmn_recipe.py"]},
     {"name": "recipe_mirrored_batch_norm_per_replica",
      "why": "a step on two replicas must equal one on a device: batch norm over the global batch",
-     "edits": [("kvmmn/training.py", "        layer.synchronized = True\n", "        layer.synchronized = False\n")],
+     "edits": [("engine/distribute.py", "        layer.synchronized = True\n", "        layer.synchronized = False\n")],
      "tests": ["tests/test_kvmmn_model.py"], "select": "mirrored"},
     {"name": "rerank_acp_reconstruction_skipped",
      "why": "ACP's output is every module of Sec. III-B in order; reconstruction dropped is another model",
