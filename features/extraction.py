@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.pipeline import make_dataset
-from engine.progress import ProgressBar
+from engine.progress import Progress
 from features import feature_file
 from features.head import ModelConfig, feature_extractor
 
@@ -50,7 +50,8 @@ def extract(model, model_config: ModelConfig, record, output: str, *, checkpoint
     rows = rows_of(record, subsets)
     if not rows:
         raise ValueError(f"dataset {record.name}: no images in {list(subsets)}")
-    progress = ProgressBar(-(-len(rows) // chunk_size), enabled=show_progress)
+    # counted in images (a step bar said 'step 1/1, 0.00 steps/s' for a file of one chunk); a line per chunk
+    progress = Progress(len(rows), unit="images", enabled=show_progress, refresh_seconds=0, log_seconds=0)
 
     def compute(chunk):
         # An unlabelled sample (pid and camid None) is NO_LABEL in the pipeline's label tensors and in the file.
@@ -66,6 +67,6 @@ def extract(model, model_config: ModelConfig, record, output: str, *, checkpoint
             else "", "image_size": list(model_config.image_size)}
     # the record's facts travel with the rows: a re-ranker evaluates the file under its own protocol
     return feature_file.write_chunked(output, rows, compute, chunk_size, plan, overwrite=overwrite,
-                                      on_chunk=lambda done, total: progress.update(done, force=True),
+                                      on_chunk=lambda done, total: progress.update(min(done * chunk_size, len(rows))),
                                       dataset=record.name, dataset_split=record.split or "",
                                       protocol=record.protocol, source=f"acp-extract {checkpoint}".strip())

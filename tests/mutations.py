@@ -295,4 +295,8 @@ MUTATIONS = [
      "edits": [("acp/demo.py", "        return \"protocol\" in archive.files and bool(str(archive[\"protocol\"]))",
                 "        return True")],
      "tests": ["tests/test_acp_learning.py"], "select": "older_format"},
+    {"name": "extraction_progress_counts_chunks",
+     "why": "feature extraction's progress counts images, not chunks (a one-chunk file said 'step 1/1')",
+     "edits": [("features/extraction.py", "progress.update(min(done * chunk_size, len(rows)))", "progress.update(done)")],
+     "tests": ["tests/test_search.py"], "select": "extraction_progress"},
 ]

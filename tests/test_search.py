@@ -147,3 +147,13 @@ def test_extract_binary_takes_images_instead_of_a_dataset():
     finally:
         binary.FLAGS.unparse_flags()
     assert not os.path.exists("never.npz")
+
+
+def test_extraction_progress_counts_images_a_line_per_chunk(crops, tmp_path, capsys):
+    """Feature extraction reports images done (12 rows in chunks of 5: 5, 10, 12), plain lines in a log."""
+    root, _, model = crops
+    record = image_record(query=str(root / "query"), gallery=str(root / "gallery"))
+    extract(model, ModelConfig(num_classes=3, image_size=(64, 32), blocks=(1, 1, 1, 1)), record,
+            str(tmp_path / "f.npz"), batch_size=4, chunk_size=5)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "images/s" in line]
+    assert [line.split()[0] for line in lines] == ["5/12", "10/12", "12/12"], lines
