@@ -37,7 +37,7 @@ from acp import model as acp_model
 from engine import export
 from rerank import neighbourhood
 from rerank.knn import METRICS
-from rerank.knn import _distance_block as distance_block  # the kNN distance op itself, in-graph
+from rerank.knn import distance_block  # the kNN distance op itself, in-graph
 
 EXPORT_TOOL = "acp-export"
 

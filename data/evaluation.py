@@ -65,8 +65,9 @@ def _labels(values, name: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-class _Accumulator:
-    """Per-query statistics of one evaluation, fed one chunk of query rows at a time."""
+class Accumulator:
+    """Per-query statistics of one evaluation, fed one chunk of query rows at a time: how every evaluation of a
+    ranking given block by block (features' distance chunks, re-rankers' blocks) reaches `evaluate`'s result."""
 
     def __init__(self, q_pids, g_pids, q_camids, g_camids, protocol: str, max_rank: int, trials: int, seed: int):
         if protocol not in PROTOCOLS:
@@ -138,6 +139,15 @@ class _Accumulator:
         ranks = before.sum(axis=1) + 1
         return np.bincount(np.minimum(ranks, self.max_rank + 1) - 1, minlength=self.max_rank + 1)
 
+    def consume(self, chunks: Iterable[tuple[int, np.ndarray]], progress: bool = False) -> dict:
+        """`add` every (first query row, distance block) of `chunks`, then the `result`."""
+        bar = Progress(len(self.q_pids), unit="query") if progress else None
+        for start, block in chunks:
+            self.add(start, block)
+            if bar is not None:
+                bar.update(start + len(block))
+        return self.result()
+
     def result(self) -> dict:
         if not self._evaluated:
             raise ValueError(f"no query has a true match in the gallery under protocol {self.protocol!r} "
@@ -168,15 +178,6 @@ def _kept_ranks(positions: np.ndarray, removed: np.ndarray | None) -> np.ndarray
     return (positions - np.cumsum(removed))[~removed] + 1
 
 
-def _consume(acc: _Accumulator, chunks: Iterable[tuple[int, np.ndarray]], progress: bool) -> dict:
-    bar = Progress(len(acc.q_pids), unit="query") if progress else None
-    for start, block in chunks:
-        acc.add(start, block)
-        if bar is not None:
-            bar.update(start + len(block))
-    return acc.result()
-
-
 def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, protocol: str = "market1501", max_rank: int = 50,
              trials: int = 10, seed: int = 0, chunk_size: int | None = None, progress: bool = False) -> dict:
     """CMC, mAP and mINP of a query x gallery distance matrix (smaller = more similar) under `protocol`.
@@ -202,12 +203,12 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, protocol: str = "marke
     distmat = np.asarray(distmat)
     if distmat.ndim != 2 or not np.issubdtype(distmat.dtype, np.number):
         raise ValueError(f"distmat must be a 2-D numeric array, got shape {distmat.shape} dtype {distmat.dtype}")
-    acc = _Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, max_rank, trials, seed)
+    acc = Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, max_rank, trials, seed)
     if distmat.shape != (len(acc.q_pids), len(acc.g_pids)):
         raise ValueError(f"distmat has shape {distmat.shape} but q_pids / g_pids give "
                          f"({len(acc.q_pids)}, {len(acc.g_pids)})")
     step = chunk_size or default_chunk_size(distmat.shape[1])
-    return _consume(acc, ((start, distmat[start:start + step]) for start in range(0, len(distmat), step)), progress)
+    return acc.consume(((start, distmat[start:start + step]) for start in range(0, len(distmat), step)), progress)
 
 
 def format_results(result: dict, ranks=(1, 5, 10, 20)) -> str:
@@ -241,7 +242,7 @@ def ranked_top_k(distmat, k: int, q_pids=None, g_pids=None, q_camids=None, g_cam
         raise ValueError(f"k must be a positive integer, got {k!r}")
     labelled = q_pids is not None and g_pids is not None and q_camids is not None and g_camids is not None
     if labelled:
-        acc = _Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, 1, 1, 0)  # checks the labels
+        acc = Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, 1, 1, 0)  # checks the labels
         if distmat.shape != (len(acc.q_pids), len(acc.g_pids)):
             raise ValueError(f"distmat has shape {distmat.shape} but q_pids / g_pids give "
                              f"({len(acc.q_pids)}, {len(acc.g_pids)})")

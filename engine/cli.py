@@ -353,7 +353,7 @@ def _is_numeric_flag(flag) -> bool:
 def unchecked_numeric_flags(fv: flags.FlagValues) -> list[str]:
     """Numeric flags of `fv` without a range: neither absl bounds nor a `Check` (the tests require none)."""
     missing = []
-    for name, flag in _own_flags(fv).items():
+    for name, flag in own_flags(fv).items():
         if (not _is_numeric_flag(flag) or getattr(flag, "range_check", None) is not None
                 or hasattr(flag, "alias_of") or getattr(flag, "validated", False)):
             continue  # an alias is checked as the flag it stands for
@@ -460,7 +460,7 @@ def deprecated_alias(fv: flags.FlagValues, old: str, new: str) -> None:
 
 def _apply_aliases(fv: flags.FlagValues) -> list[str]:
     warnings = []
-    for name, flag in _own_flags(fv).items():
+    for name, flag in own_flags(fv).items():
         new = getattr(flag, "alias_of", None)
         if new is None or not flag.present:
             continue
@@ -471,7 +471,7 @@ def _apply_aliases(fv: flags.FlagValues) -> list[str]:
     return warnings
 
 
-def _own_flags(fv: flags.FlagValues) -> dict:
+def own_flags(fv: flags.FlagValues) -> dict:
     """{name: flag} of the flags declared in `fv` (short names and aliases appear once)."""
     return {name: flag for name, flag in fv._flags().items() if name == flag.name}
 
@@ -484,7 +484,7 @@ def parse(fv: flags.FlagValues, argv: list[str]) -> list[str]:
     remaining = fv(list(argv))
     for line in _apply_aliases(fv):
         print(line, file=sys.stderr)
-    for name, flag in _own_flags(fv).items():
+    for name, flag in own_flags(fv).items():
         values = flag.value if isinstance(flag.value, (tuple, list)) else [flag.value]
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             raise flags.IllegalFlagValueError(f"flag --{name}={flag.value}: must be a finite number")
@@ -508,7 +508,7 @@ def help_text(fv: flags.FlagValues, doc: str | None, program: str) -> str:
     flags with help, type, default and range; deprecated spellings last."""
     description = inspect.cleandoc(doc or "").split("\n\n")[0]
     lines = [f"usage: {program} [--flag=value ...] [--flagfile=FILE]", "", description, "", "flags:"]
-    own = _own_flags(fv)
+    own = own_flags(fv)
     deprecated = []
     for name in sorted(own, key=lambda n: (n in ("debug", "verbose_tf"), n)):
         flag = own[name]

@@ -22,14 +22,14 @@ def evaluate_features(query_features, gallery_features, q_pids, g_pids, q_camids
       chunk_size: query rows per distance chunk; default `data.evaluation.default_chunk_size(num_gallery)`.
     """
     query_features, gallery_features = np.asarray(query_features), np.asarray(gallery_features)
-    acc = evaluation._Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, max_rank, trials, seed)
+    acc = evaluation.Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, max_rank, trials, seed)
     if len(query_features) != len(acc.q_pids):
         raise ValueError(f"query_features has {len(query_features)} rows but q_pids has {len(acc.q_pids)}")
     if len(gallery_features) != len(acc.g_pids):
         raise ValueError(f"gallery_features has {len(gallery_features)} rows but g_pids has {len(acc.g_pids)}")
     step = chunk_size or evaluation.default_chunk_size(len(gallery_features))
     chunks = iter_distance_chunks(query_features, gallery_features, metric, step)
-    return evaluation._consume(acc, ((start, block) for start, _, block in chunks), progress)
+    return acc.consume(((start, block) for start, _, block in chunks), progress)
 
 
 def evaluate_reranked(distances, q_pids, g_pids, q_camids, g_camids, protocol: str = "market1501",
@@ -44,10 +44,8 @@ def evaluate_reranked(distances, q_pids, g_pids, q_camids, g_camids, protocol: s
     if not isinstance(distances, RerankedDistances):
         return evaluation.evaluate(np.asarray(distances), q_pids, g_pids, q_camids, g_camids, protocol=protocol,
                                    max_rank=max_rank, trials=trials, seed=seed, chunk_size=chunk_size)
-    accumulator = evaluation._Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, max_rank, trials, seed)
+    accumulator = evaluation.Accumulator(q_pids, g_pids, q_camids, g_camids, protocol, max_rank, trials, seed)
     if distances.shape != (len(accumulator.q_pids), len(accumulator.g_pids)):
         raise ValueError(f"re-ranked distances have shape {distances.shape} but q_pids / g_pids give "
                          f"({len(accumulator.q_pids)}, {len(accumulator.g_pids)})")
-    for start, _, block in distances.iter_blocks(chunk_size, verbose):
-        accumulator.add(start, block)
-    return accumulator.result()
+    return accumulator.consume((start, block) for start, _, block in distances.iter_blocks(chunk_size, verbose))

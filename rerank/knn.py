@@ -36,7 +36,7 @@ def _check(a: np.ndarray, b: np.ndarray, metric: str) -> tuple[np.ndarray, np.nd
     return a, b
 
 
-def _distance_block(a, b, b_sqnorm, metric: str):
+def distance_block(a, b, b_sqnorm, metric: str):
     from keras import ops
 
     # einsum, not matmul(a, transpose(b)): eager JAX and TensorFlow would copy the transposed (N, d) reference
@@ -66,7 +66,7 @@ def iter_distance_chunks(a: np.ndarray, b: np.ndarray, metric: str = "euclidean"
     b, b_sqnorm = _on_device(b)
     for start in range(0, len(a), chunk_size):
         stop = min(start + chunk_size, len(a))
-        block = _distance_block(ops.convert_to_tensor(a[start:stop]), b, b_sqnorm, metric)
+        block = distance_block(ops.convert_to_tensor(a[start:stop]), b, b_sqnorm, metric)
         yield start, stop, ops.convert_to_numpy(block)
 
 
@@ -142,6 +142,6 @@ def iter_knn_chunks(query: np.ndarray, reference: np.ndarray, k: int, metric: st
     reference, ref_sqnorm = _on_device(reference)
     for start in range(0, len(query), chunk_size):
         stop = min(start + chunk_size, len(query))
-        block = _distance_block(ops.convert_to_tensor(query[start:stop]), reference, ref_sqnorm, metric)
+        block = distance_block(ops.convert_to_tensor(query[start:stop]), reference, ref_sqnorm, metric)
         row_max = ops.convert_to_numpy(ops.max(block, axis=1)) if with_row_max else None
         yield start, stop, *smallest_k(block, k), row_max

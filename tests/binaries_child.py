@@ -84,7 +84,7 @@ def scripts(order: str) -> dict:
     for name, target in items if order == "forward" else items[::-1]:
         module = importlib.import_module(target.split(":")[0])
         own = getattr(module, "FLAGS", None)
-        own = cli._own_flags(own) if own is not None and own is not __import__("absl").flags.FLAGS else {}
+        own = cli.own_flags(own) if own is not None and own is not __import__("absl").flags.FLAGS else {}
         result[name] = {"flags": sorted(own), "defaults": {n: repr(f.default) for n, f in own.items()},
                         "doc": (module.__doc__ or "").strip().split("\n")[0], "unchecked":
                         cli.unchecked_numeric_flags(module.FLAGS) if own else []}

@@ -58,7 +58,7 @@ def kvmmn_seeds(values) -> list[int]:
 
 def main(argv):
     del argv
-    value = {name: flag.value for name, flag in cli._own_flags(FLAGS).items()}
+    value = {name: flag.value for name, flag in cli.own_flags(FLAGS).items()}
     data = cli.dataset_kwargs(FLAGS)
     parts = check_parts(value["parts"], data["name"])
     seeds = kvmmn_seeds(value["kvmmn_seeds"])
