@@ -23,9 +23,9 @@ cli.define_dataset_flags(FLAGS, strict_decoding=True, root_help="Dataset folder;
                          "data.synthetic.DEFAULT_ROOT, where it is generated on first use.")
 flags.DEFINE_integer("seed", 0, "Seed of the single-shot sampling, the random-ranking reference and the pictures' "
                      "queries.", lower_bound=0, flag_values=FLAGS)
-flags.DEFINE_list("kvmmn_seeds", [str(s) for s in KVMMN_SEEDS], "Training seeds of the kvmmn part: one KVM-MN is trained per seed "
-                  "and the table gives their mean (each seed's numbers go to the JSON as kvmmn_seed<S>, "
-                  "pooled_l2_seed<S>); one seed is about a minute on 2 CPU cores.", flag_values=FLAGS)
+flags.DEFINE_list("kvmmn_seeds", [str(s) for s in KVMMN_SEEDS], "Training seeds of the kvmmn part: one KVM-MN "
+                  "is trained per seed and the table gives their mean (each seed's numbers go to the JSON as "
+                  "kvmmn_seed<S>, pooled_l2_seed<S>); one seed is about a minute on 2 CPU cores.", flag_values=FLAGS)
 flags.DEFINE_list("parts", list(PARTS), f"Parts of the demo to run, from {', '.join(PARTS)} ('acp' is accepted for "
                   "rerank); kvmmn and rerank need --dataset=synthetic.", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "demo_output", "Folder of the pictures (PNG) and, by default, of the JSON results.",
